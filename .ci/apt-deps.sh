@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the Debian packages medialens needs, only when something is missing (idempotent, fast).
+set -euo pipefail
+pkgs=(ffmpeg espeak-ng opencv-doc fonts-dejavu-core redis-server)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "installing Debian packages: ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,49 @@
+# medialens — `make demo` and `make test` work on a fresh Debian 12 machine (Python 3.11).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export MEDIALENS_HOME ?= $(CURDIR)/data
+
+.PHONY: demo test dev install system-deps lint contract bench clean
+
+## demo: install, generate sample media, analyse them through the Dagster asset graph
+demo: install
+	$(VENV)/bin/medialens demo
+
+## test: install and run the test suite
+test: install
+	$(PY) -m pytest -q
+
+## dev: Dagster UI + daemon on http://127.0.0.1:3000; files dropped into $$MEDIALENS_HOME/inbox are analysed
+dev: install
+	mkdir -p $(MEDIALENS_HOME)/inbox
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+install: system-deps $(VENV)/.installed
+
+# Debian packages: ffmpeg + espeak-ng (sample media), opencv-doc (sample photos/video), fonts.
+system-deps:
+	@bash .ci/apt-deps.sh
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# constraints.txt pins everything (torch to the local CPU wheel): nothing can move numpy/protobuf.
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy media_assets resources sensors ops_gpu
+
+## contract: check the CLI's --json shapes (DESIGN.md contract) on generated sample media
+contract: install
+	$(VENV)/bin/medialens samples .tmp/contract-media
+	$(PY) ../shared/contract/check.py .tmp/contract-media/*
+
+bench: install
+	$(PY) bench/ingest.py
+
+clean:
+	rm -rf $(VENV) .tmp .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""`audio_track`: 16 kHz mono audio of every video and audio file, for the speech models."""
+
+import time
+from pathlib import Path
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from media_assets.analysis.audio import extract_audio
+from media_assets.config import current_settings
+from media_assets.per_media import PER_MEDIA, Manifest, Manifests, for_each_partition, summary_metadata
+from resources.store import MediaStore
+
+SETTINGS = current_settings()
+VERSION = SETTINGS.version("audio_track")
+ASSET = "audio_track"
+
+
+def audio_for(context: AssetExecutionContext, store: MediaStore, key: str, media: Manifest) -> Manifest:
+    """Extract one partition's audio; images and silent videos have none (path is None)."""
+    started = time.perf_counter()
+    base = {"key": key, "version": VERSION, "kind": media["kind"], "path": None, "duration_s": 0.0}
+    if media["kind"] == "image" or media["audio_codec"] is None:
+        store.prune_other_versions(ASSET, key, VERSION)
+        return base
+    sample_rate = int(SETTINGS.of(ASSET)["sample_rate"])
+    track = extract_audio(
+        Path(media["path"]),
+        store.artefact_dir(ASSET, VERSION, key).with_suffix(".wav"),
+        sample_rate=sample_rate,
+        declared_duration_s=media["duration_s"],
+        progress=lambda share: context.log.info(f"{key}: extracted {share:.0%} of the audio"),
+        expect_full_duration=media["kind"] == "audio",
+    )
+    store.prune_other_versions(ASSET, key, VERSION)
+    if track is None:
+        return base
+    return {
+        **base,
+        "path": track.path,
+        "sample_rate": track.sample_rate,
+        "duration_s": track.duration_s,
+        "rms_dbfs": track.rms_dbfs,
+        "peak_dbfs": track.peak_dbfs,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+@asset(
+    **PER_MEDIA,
+    code_version=VERSION,
+    group_name="ingest",
+    kinds={"pyav"},
+    description="The first audio stream as 16 kHz mono WAV (what speech models read); none for images "
+    "and videos without sound.",
+)
+def audio_track(context: AssetExecutionContext, media_file: Manifests, store: MediaStore) -> MaterializeResult:
+    names = {k: m["source_name"] for k, m in media_file.items()}
+    manifests = for_each_partition(context, lambda key: audio_for(context, store, key, media_file[key]), names)
+    if len(manifests) == 1:
+        m = next(iter(manifests.values()))
+        metadata = {
+            "audio_seconds": m["duration_s"],
+            "has_audio": m["path"] is not None,
+            "rms_dbfs": m.get("rms_dbfs", -120.0),
+            "peak_dbfs": m.get("peak_dbfs", -120.0),
+        }
+        if m["path"]:
+            metadata["path"] = MetadataValue.path(m["path"])
+    else:
+        metadata = summary_metadata(manifests, ["kind", "duration_s", "rms_dbfs"])
+    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})

@@ -1,0 +1,18 @@
+"""The medialens code location: assets, the analysis job, sensors and resources."""
+
+from dagster import Definitions
+
+from media_assets.audio import audio_track
+from media_assets.config import Paths
+from media_assets.frames import keyframes
+from media_assets.ingest import media_file
+from media_assets.jobs import analyse_media_job
+from resources import build_resources
+from sensors.upload import media_upload_sensor
+
+defs = Definitions(
+    assets=[media_file, keyframes, audio_track],
+    jobs=[analyse_media_job],
+    sensors=[media_upload_sensor],
+    resources=build_resources(Paths.from_env()),
+)

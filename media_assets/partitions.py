@@ -1,0 +1,55 @@
+"""The `media` partitions: one dynamic partition per distinct file content.
+
+A key is `<stem>-<sha256[:10]>`, limited to `[A-Za-z0-9_-]` and 64 characters, so it is readable in the
+UI, safe as a file name, and the same bytes under another name map to the partition that exists.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from pathlib import PurePath
+
+from dagster import DynamicPartitionsDefinition
+
+MEDIA_PARTITIONS_NAME = "media"
+media_partitions = DynamicPartitionsDefinition(name=MEDIA_PARTITIONS_NAME)
+
+KEY_MAX_LEN = 64
+HASH_LEN = 10
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_-]+")
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def partition_key_for(source_name: str, sha256: str) -> str:
+    """Derive the partition key of a file from its name and content hash."""
+    if len(sha256) < HASH_LEN or not all(c in "0123456789abcdef" for c in sha256.lower()):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    name = PurePath(source_name.replace("\\", "/")).name
+    bare = name.lstrip(".")
+    stem = bare.rsplit(".", 1)[0] if "." in bare else bare
+    # Transliterate accents (über -> uber) before dropping what is left outside the alphabet.
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    clean = _NOT_ALLOWED.sub("_", ascii_stem).strip("_-") or "media"
+    clean = clean[: KEY_MAX_LEN - HASH_LEN - 1].rstrip("_-") or "media"
+    return f"{clean}-{sha256[:HASH_LEN].lower()}"
+
+
+def hash_suffix(key: str) -> str:
+    """The content-hash part of a partition key."""
+    return key.rsplit("-", 1)[-1]
+
+
+def key_for_existing_content(sha256: str, existing_keys: Iterable[str]) -> str | None:
+    """The partition that already holds these bytes, if any (the hash suffix identifies content)."""
+    suffix = sha256[:HASH_LEN].lower()
+    for key in existing_keys:
+        if hash_suffix(key) == suffix:
+            return key
+    return None
+
+
+def is_valid_key(key: str) -> bool:
+    """Whether a string can be a media partition key (used to refuse odd CLI input early)."""
+    return bool(KEY_PATTERN.match(key))

@@ -1,0 +1,64 @@
+"""Everything known about one media file, as `medialens show KEY` prints it (DESIGN contract).
+
+Analyses that do not exist (yet) for a file are null, never missing keys, so scripts can rely on
+the shape whatever has been analysed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from resources.store import MediaStore
+
+# Keys of the contract filled by analysis assets; null until that analysis exists for the file.
+ANALYSIS_KEYS = ("transcript", "ocr", "poses", "faces", "safety", "tags", "summary")
+
+
+class UnknownMedia(KeyError):
+    """No media with that key has been registered."""
+
+
+def show(store: MediaStore, key: str) -> dict[str, Any]:
+    """The contract object of one media partition, built from the assets' manifests and tables."""
+    media = store.read_manifest("media_file", key)
+    source = store.read_source(key) if store.source_path(key).exists() else None
+    if media is None and source is None:
+        raise UnknownMedia(key)
+    out: dict[str, Any] = {
+        "key": key,
+        "source_name": (media or source or {}).get("source_name"),
+        "kind": media["kind"] if media else None,
+        "duration_s": media["duration_s"] if media else None,
+        "keyframes": None,
+        **{k: None for k in ANALYSIS_KEYS},
+        "status": "analysed" if media else "registered (not ingested yet, or ingest failed)",
+    }
+    if media:
+        out["media"] = {
+            k: media.get(k)
+            for k in (
+                "container",
+                "size_bytes",
+                "width",
+                "height",
+                "fps",
+                "video_codec",
+                "audio_codec",
+                "sample_rate",
+                "channels",
+                "sha256",
+                "path",
+                "streams",
+            )
+        }
+    frames = store.read_manifest("keyframes", key)
+    if frames and frames.get("kind") != "audio":
+        rows = store.read_table(frames["table"]).select(["t", "path", "shot", "sharpness"]).to_pylist()
+        out["keyframes"] = rows
+    audio = store.read_manifest("audio_track", key)
+    if audio:
+        out["audio"] = {k: audio.get(k) for k in ("path", "duration_s", "sample_rate", "rms_dbfs", "peak_dbfs")}
+    out["versions"] = {
+        asset: m["version"] for asset, m in (("media_file", media), ("keyframes", frames), ("audio_track", audio)) if m
+    }
+    return out

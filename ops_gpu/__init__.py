@@ -1,0 +1,1 @@
+"""Hardware placement: which device a model runs on, and the pools heavy steps share."""

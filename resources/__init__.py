@@ -1,0 +1,33 @@
+"""Dagster resources of medialens, built from the environment (DESIGN.md: contract)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dagster import EnvVar
+
+from media_assets.config import Paths
+
+
+def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The resources every asset, sensor and CLI command uses, pointing under `paths`."""
+    from resources.inbox import InboxResource
+    from resources.manifests import ManifestIOManager
+    from resources.qdrant import QdrantResource
+    from resources.store import MediaStore
+
+    env = os.environ if env is None else env
+    store = MediaStore(root=str(paths.store))
+    qdrant = (
+        QdrantResource(url=EnvVar("QDRANT_URL"), api_key=env.get("QDRANT_API_KEY"))
+        if env.get("QDRANT_URL")
+        else QdrantResource(path=str(paths.qdrant))
+    )
+    return {
+        "store": store,
+        "manifests": ManifestIOManager(store=store),
+        "inbox": InboxResource(path=str(paths.inbox)),
+        "qdrant": qdrant,
+    }

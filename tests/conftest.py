@@ -1,0 +1,54 @@
+"""Shared fixtures: generated sample media (once per session) and an isolated medialens home."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, instance_for_test
+from media_assets.samples import generate_bad_inputs, generate_samples
+
+from media_assets.config import Paths
+from resources import build_resources
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The demo media set by file name (talk.mp4, street.mkv, speech.mp3, astronaut.png, ...)."""
+    out = tmp_path_factory.mktemp("samples")
+    return {p.name: p for p in generate_samples(out)}
+
+
+@pytest.fixture(scope="session")
+def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return generate_bad_inputs(tmp_path_factory.mktemp("bad"))
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    """A fresh MEDIALENS_HOME layout under tmp_path."""
+    env = {"MEDIALENS_HOME": str(tmp_path / "home")}
+    p = Paths.from_env(env)
+    p.inbox.mkdir(parents=True)
+    return p
+
+
+@pytest.fixture
+def resources(paths: Paths) -> dict[str, object]:
+    return build_resources(paths, env={})
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    with instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for running the real `medialens` entry point against an isolated home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_"))}
+    env.update(MEDIALENS_HOME=str(tmp_path / "home"), DAGSTER_HOME=str(tmp_path / "dagster_home"))
+    return env

@@ -1,0 +1,114 @@
+"""The installed `medialens` entry point, run as a user or script would (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MEDIALENS = Path(sys.executable).parent / "medialens"
+CONTRACT = ROOT.parent / "shared" / "contract" / "check.py"
+
+
+def ml(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(MEDIALENS), *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd
+    )
+
+
+@pytest.mark.slow
+def test_analyse_good_and_bad_files_together(
+    samples: dict[str, Path], bad_inputs: dict[str, Path], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    files = [
+        samples["talk.mp4"],
+        bad_inputs["text_as_jpg"],
+        samples["speech.mp3"],
+        bad_inputs["truncated_mkv"],
+        bad_inputs["unicode_name"],
+        samples["astronaut.png"],
+    ]
+    p = ml(cli_env, "analyse", *map(str, files), "--json")
+    assert p.returncode == 1, p.stderr  # not every file succeeded
+    results = {r["source_name"]: r for r in json.loads(p.stdout)["results"]}
+    assert [r["status"] for r in results.values()] == ["ok", "rejected", "ok", "failed", "ok", "ok"]
+    assert "notes.jpg" in results["notes.jpg"]["reason"] and "text" in results["notes.jpg"]["reason"]
+    assert "truncated" in results["truncated.mkv"]["reason"]
+    assert results["über café (final).jpg"]["key"].startswith("uber_cafe_final-")
+    assert results["talk.mp4"]["keyframes"] >= 4 and results["talk.mp4"]["audio_s"] > 20
+    assert "[6/6]" in p.stderr  # progress on stderr, JSON alone on stdout
+
+    show = ml(cli_env, "show", results["talk.mp4"]["key"], "--json")
+    assert show.returncode == 0, show.stderr
+    obj = json.loads(show.stdout)
+    assert obj["kind"] == "video" and obj["source_name"] == "talk.mp4"
+    assert len(obj["keyframes"]) == results["talk.mp4"]["keyframes"]
+    assert all(Path(k["path"]).exists() for k in obj["keyframes"])
+    for absent in ("transcript", "ocr", "poses", "faces", "safety", "tags", "summary"):
+        assert absent in obj and obj[absent] is None
+
+    audio = json.loads(ml(cli_env, "show", results["speech.mp3"]["key"], "--json").stdout)
+    assert audio["kind"] == "audio" and audio["keyframes"] is None and audio["audio"]["duration_s"] > 5
+
+    # The same bytes again, under another name: no second analysis, same key.
+    copy = tmp_path / "renamed talk.mp4"
+    shutil.copyfile(samples["talk.mp4"], copy)
+    again = ml(cli_env, "analyse", str(copy), "--json")
+    assert again.returncode == 0
+    (r,) = json.loads(again.stdout)["results"]
+    assert r["key"] == results["talk.mp4"]["key"] and "already analysed" in r["reason"]
+
+    # Human output: a summary table with the status of every file.
+    table = ml(cli_env, "analyse", str(samples["astronaut.png"]), str(bad_inputs["empty"]))
+    assert table.returncode == 1
+    assert "astronaut.png" in table.stdout and "rejected" in table.stdout and "empty file" in table.stdout
+
+
+@pytest.mark.slow
+def test_stale_after_a_settings_change(
+    samples: dict[str, Path], cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    p = ml(cli_env, "analyse", str(samples["messi5.jpg"]), str(samples["speech.mp3"]), "--json")
+    assert p.returncode == 0, p.stderr
+    keys = sorted(r["key"] for r in json.loads(p.stdout)["results"])
+    assert json.loads(ml(cli_env, "stale", "--json").stdout) == {"stale": []}
+
+    config = tmp_path / "medialens.yaml"
+    config.write_text("keyframes: {max_gap_s: 2.0}\n")
+    env = {**cli_env, "MEDIALENS_CONFIG": str(config)}
+    stale = json.loads(ml(env, "stale", "--json").stdout)["stale"]
+    assert sorted((s["asset"], s["partition"]) for s in stale) == [("keyframes", k) for k in keys]
+    assert all(s["recorded_version"] != s["current_version"] for s in stale)
+    only = json.loads(ml(env, "stale", "--asset", "audio_track", "--json").stdout)
+    assert only == {"stale": []}
+
+    bad = {**cli_env, "MEDIALENS_CONFIG": str(tmp_path / "bad.yaml")}
+    (tmp_path / "bad.yaml").write_text("keyframes: {max_gapp: 2}\n")
+    err = ml(bad, "stale", "--json")
+    assert err.returncode == 2 and "max_gapp" in err.stderr
+
+
+def test_show_unknown_key(cli_env: dict[str, str]) -> None:
+    p = ml(cli_env, "show", "nothing-0123456789", "--json")
+    assert p.returncode == 1 and "no media with key" in p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CONTRACT.exists(), reason="../shared/contract/check.py is not beside this checkout")
+def test_contract_shapes(samples: dict[str, Path], cli_env: dict[str, str]) -> None:
+    files = [str(samples[n]) for n in ("talk.mp4", "speech.mp3", "astronaut.png")]
+    p = subprocess.run(
+        [sys.executable, str(CONTRACT), *files, "--ml", str(MEDIALENS)],
+        cwd=ROOT,
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "contract holds for 3 file(s)" in p.stdout

@@ -1,0 +1,64 @@
+"""The code location loads, and its asset graph is what DESIGN.md says (a snapshot)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DynamicPartitionsDefinition
+
+ROOT = Path(__file__).resolve().parents[1]
+
+EXPECTED_GRAPH = {
+    "media_file": set(),
+    "keyframes": {"media_file"},
+    "audio_track": {"media_file"},
+}
+
+
+def test_asset_graph_snapshot() -> None:
+    from media_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    actual = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_entity_keys}
+        for k in graph.get_all_asset_keys()
+    }
+    assert actual == EXPECTED_GRAPH
+    for key in EXPECTED_GRAPH:
+        node = graph.get(AssetKey(key))
+        assert isinstance(node.partitions_def, DynamicPartitionsDefinition)
+        assert node.partitions_def.name == "media"
+        assert node.code_version and node.backfill_policy is not None
+        assert node.backfill_policy.max_partitions_per_run and node.backfill_policy.max_partitions_per_run > 1
+
+
+def test_job_sensor_and_resources() -> None:
+    from media_assets.definitions import defs
+
+    job = defs.resolve_job_def("analyse_media")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == set(EXPECTED_GRAPH)
+    sensor = defs.resolve_sensor_def("media_upload_sensor")
+    assert sensor.job_name == "analyse_media"
+    assert sensor.default_status.value == "RUNNING"
+    assert {"store", "manifests", "inbox", "qdrant"} <= set(defs.resources or {})
+
+
+@pytest.mark.slow
+def test_definitions_validate_from_workspace(tmp_path: Path) -> None:
+    dagster = Path(sys.executable).parent / "dagster"
+    p = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            "PATH": str(dagster.parent) + ":/usr/bin:/bin",
+            "DAGSTER_HOME": str(tmp_path),
+            "MEDIALENS_HOME": str(tmp_path / "home"),
+        },
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
