@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, instance_for_test
-from media_assets.samples import generate_bad_inputs, generate_samples
 
 from media_assets.config import Paths
+from media_assets.samples import generate_bad_inputs, generate_samples
 from resources import build_resources
 
 
