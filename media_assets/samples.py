@@ -1,18 +1,22 @@
 """Generate the sample media for the demo and the tests from package-shipped sources.
 
 We commit no media: photos come from scikit-image and Debian's opencv-doc, speech from espeak-ng,
-slides are rendered with Pillow, and ffmpeg muxes them. Output is deterministic and small.
+slides are rendered with Pillow, and ffmpeg encodes and muxes. Output is small, quick to make
+(a few seconds on two cores) and deterministic: the same text, pixels and encoder settings every time.
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import random
 import shutil
 import struct
 import subprocess
 import tempfile
+import wave
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -20,45 +24,57 @@ from PIL import Image, ImageDraw, ImageFont
 OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
+TALK_SIZE = (1280, 720)
+SLIDE_S = 6  # seconds per slide: talk.mp4 is len(SLIDES) * SLIDE_S long
+# (slide text, narration spoken while it is shown, colour of its title band). The bands differ a lot in
+# luma so every slide change is an unmistakable shot change, not just a few changed text pixels.
 SLIDES = [
-    "Quarterly results",
-    "Crane offline at pier 4",
-    "Safety first: wear helmets",
-    "Größe und Übermaß: schöne Grüße",
+    ("Quarterly results", "Welcome to the quarterly results review. Revenue grew by four percent.", (20, 40, 90)),
+    ("Crane offline at pier 4", "The crane at pier four is offline until Friday. Please use pier two.", (240, 150, 30)),
+    ("Safety first: wear helmets", "Safety first. Wear helmets on the quay at all times.", (20, 100, 50)),
+    ("Größe und Übermaß: schöne Grüße", "Thank you for listening. Greetings to the team in Hamburg.", (200, 60, 160)),
 ]
-NARRATION = (
-    "Welcome to the quarterly review. The crane at pier four is offline until Friday. "
-    "Please wear helmets on the quay at all times. Thank you for listening."
+SPEECH = (
+    "Good morning. This is a short recording about the harbour. "
+    "The crane at pier four is offline today, so ships are unloaded at pier two."
 )
-SPEECH = "Good morning. This is a short recording about the harbour. The crane at pier four is offline today."
 GERMAN = "Guten Morgen. Der Kran am Pier vier ist außer Betrieb."
+CLIP_SENTENCE = "An astronaut, and then a cat."
+# Pillow's basic layout: no ligatures ("ffl" in "offline" stays three letters for OCR) and the same
+# rendering whether or not libraqm is installed.
+BASIC = ImageFont.Layout.BASIC
 
 
 def require_tools() -> None:
-    """Fail early, naming the Debian package, when a generator tool is missing."""
+    """Fail early with the Debian package to install, instead of a cryptic subprocess error later."""
     missing = [
         f"{tool} (apt-get install {pkg})"
         for tool, pkg in (("ffmpeg", "ffmpeg"), ("espeak-ng", "espeak-ng"))
         if shutil.which(tool) is None
     ]
     if not FONT.exists():
-        missing.append(f"{FONT} (apt-get install fonts-dejavu-core)")
+        missing.append(f"font {FONT} (apt-get install fonts-dejavu-core)")
     if not (OPENCV_DATA / "messi5.jpg").exists():
         missing.append(f"{OPENCV_DATA}/messi5.jpg (apt-get install opencv-doc)")
     if missing:
-        raise RuntimeError("sample media need: " + ", ".join(missing))
+        raise RuntimeError("generating sample media needs: " + ", ".join(missing))
 
 
 def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True)
+    try:
+        subprocess.run(cmd, check=True, capture_output=True)
+    except subprocess.CalledProcessError as exc:  # surface the tool's own message
+        raise RuntimeError(f"{cmd[0]} failed: {exc.stderr.decode(errors='replace').strip()}") from exc
 
 
 def _ffmpeg(*args: str) -> None:
-    _run("ffmpeg", "-y", "-loglevel", "error", "-nostdin", *args)
+    # -bitexact keeps encoder versions and random muxer ids (Matroska SegmentUID) out of the files,
+    # so regenerated samples have the same bytes and thus the same content hash / partition key.
+    _run("ffmpeg", "-y", "-loglevel", "error", "-nostdin", *args[:-1], "-fflags", "+bitexact", args[-1])
 
 
 def speak(text: str, out_wav: Path, voice: str = "en") -> Path:
-    """Synthesise speech with espeak-ng (deterministic for a given text and voice)."""
+    """Synthesise speech offline with espeak-ng (deterministic for a given text and voice)."""
     _run("espeak-ng", "-v", voice, "-s", "150", "-w", str(out_wav), text)
     return out_wav
 
@@ -69,175 +85,222 @@ def _opencv(name: str) -> Path:
     if plain.exists():
         return plain
     packed = OPENCV_DATA / f"{name}.gz"
-    if packed.exists():
-        out = Path(tempfile.gettempdir()) / f"medialens-{name}"
-        if not out.exists():
-            with gzip.open(packed) as src, out.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-        return out
-    raise FileNotFoundError(f"{plain} not found (apt-get install opencv-doc)")
+    if not packed.exists():
+        raise FileNotFoundError(f"{plain} not found (apt-get install opencv-doc)")
+    out = Path(tempfile.gettempdir()) / f"medialens-{name}"
+    if not out.exists():
+        part = out.with_name(f"{out.name}.{os.getpid()}.part")  # concurrent test workers: rename is atomic
+        with gzip.open(packed) as src, part.open("wb") as dst:
+            shutil.copyfileobj(src, dst)
+        part.replace(out)
+    return out
 
 
-def _slide(text: str, path: Path) -> None:
-    img = Image.new("RGB", (1280, 720), "white")
+def _slide(index: int, text: str, band: tuple[int, int, int], path: Path) -> None:
+    """White slide with large black centred text (OCR-friendly) under a coloured title band."""
+    w, h = TALK_SIZE
+    img = Image.new("RGB", TALK_SIZE, "white")
     draw = ImageDraw.Draw(img)
-    font = ImageFont.truetype(str(FONT), 64)
-    box = draw.textbbox((0, 0), text, font=font)
-    w, h = box[2] - box[0], box[3] - box[1]
-    draw.text(((1280 - w) // 2, (720 - h) // 2), text, fill="black", font=font)
-    draw.rectangle((0, 680, 1280, 720), fill=(30, 60, 120))
+    draw.rectangle((0, 0, w, 140), fill=band)
+    small = ImageFont.truetype(str(FONT), 40, layout_engine=BASIC)
+    draw.text((40, 50), f"{index + 1} / {len(SLIDES)}", fill="white", font=small)
+    size = 80
+    while True:  # largest size that fits with a margin
+        font = ImageFont.truetype(str(FONT), size, layout_engine=BASIC)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        if right - left <= w - 120 or size <= 24:
+            break
+        size -= 4
+    draw.text(((w - (right - left)) // 2 - left, 140 + (h - 140 - (bottom - top)) // 2 - top), text, "black", font)
     img.save(path)
 
 
+def _narration(work: Path) -> Path:
+    """One sentence per slide, each padded (or cut) to SLIDE_S so speech lines up with its slide."""
+    out = work / "narration.wav"
+    with wave.open(str(out), "wb") as dst:
+        for i, (_, sentence, _) in enumerate(SLIDES):
+            with wave.open(str(speak(sentence, work / f"say{i}.wav"))) as src:
+                if i == 0:
+                    dst.setparams(src.getparams())
+                n = src.getframerate() * SLIDE_S
+                pcm = src.readframes(n)
+                width = src.getsampwidth() * src.getnchannels()
+            dst.writeframes(pcm + b"\0" * (n * width - len(pcm)))
+    return out
+
+
 def _talk(out: Path, work: Path) -> None:
-    """Four slides of 6 s each with spoken narration: shot changes, text and speech in one file."""
-    concat = work / "slides.txt"
+    """Four slides with narration: shot changes, printed text and speech in one file."""
     lines = []
-    for i, text in enumerate(SLIDES):
+    for i, (text, _, band) in enumerate(SLIDES):
         png = work / f"slide{i}.png"
-        _slide(text, png)
-        lines += [f"file '{png}'", "duration 6"]
-    lines.append(f"file '{work / f'slide{len(SLIDES) - 1}.png'}'")  # concat demuxer needs the last again
+        _slide(i, text, band, png)
+        lines += [f"file '{png}'", f"duration {SLIDE_S}"]
+    lines.append(lines[-2])  # the concat demuxer ignores the last duration unless the file is repeated
+    concat = work / "slides.txt"
     concat.write_text("\n".join(lines) + "\n")
-    narration = speak(NARRATION, work / "narration.wav")
+    total = str(SLIDE_S * len(SLIDES))
     _ffmpeg(
-        "-f", "concat", "-safe", "0", "-i", str(concat), "-i", str(narration),
-        "-filter_complex", "[1:a]apad=whole_dur=24[a]", "-map", "0:v", "-map", "[a]",
-        "-r", "25", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "64k", "-t", "24", "-movflags", "+faststart", str(out),
+        "-f", "concat", "-safe", "0", "-i", str(concat), "-i", str(_narration(work)),
+        "-map", "0:v", "-map", "1:a", "-r", "25", "-t", total,
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-movflags", "+faststart", str(out),
     )  # fmt: skip
 
 
-def _street(out: Path) -> None:
+def _street(out: Path, work: Path) -> None:
+    """Pedestrians from opencv-doc's vtest.avi: real motion, no audio track."""
     _ffmpeg("-i", str(_opencv("vtest.avi")), "-t", "8", "-an", "-c:v", "libx264", "-preset", "veryfast",
             "-pix_fmt", "yuv420p", str(out))  # fmt: skip
 
 
 def _clip(out: Path, work: Path) -> None:
-    """Astronaut then cat, with a spoken sentence: VP9 + Opus in WebM."""
+    """Astronaut then cat with a spoken sentence: VP9 + Opus in WebM."""
     from skimage import data
 
-    Image.fromarray(data.astronaut()).save(work / "astronaut.png")
+    Image.fromarray(data.astronaut()).resize((512, 512)).save(work / "astronaut.png")
     Image.fromarray(data.chelsea()).resize((512, 512)).save(work / "chelsea.png")
-    voice = speak("An astronaut, and then a cat.", work / "clip.wav")
+    voice = speak(CLIP_SENTENCE, work / "clip.wav")
     _ffmpeg(
-        "-loop", "1", "-t", "2.5", "-i", str(work / "astronaut.png"),
-        "-loop", "1", "-t", "2.5", "-i", str(work / "chelsea.png"), "-i", str(voice),
-        "-filter_complex",
-        "[0:v]scale=512:512,setsar=1,fps=25[a];[1:v]scale=512:512,setsar=1,fps=25[b];"
-        "[a][b]concat=n=2:v=1:a=0,format=yuv420p[v];[2:a]apad=whole_dur=5[s]",
+        "-loop", "1", "-framerate", "25", "-t", "2.5", "-i", str(work / "astronaut.png"),
+        "-loop", "1", "-framerate", "25", "-t", "2.5", "-i", str(work / "chelsea.png"), "-i", str(voice),
+        "-filter_complex", "[0:v][1:v]concat=n=2:v=1:a=0,format=yuv420p[v];[2:a]apad=whole_dur=5[s]",
         "-map", "[v]", "-map", "[s]", "-t", "5",
         "-c:v", "libvpx-vp9", "-b:v", "300k", "-deadline", "realtime", "-cpu-used", "8",
         "-c:a", "libopus", "-b:a", "48k", str(out),
     )  # fmt: skip
 
 
-def generate_samples(out_dir: Path) -> list[Path]:
-    """Create the demo/test media set in out_dir (files that exist are kept). Returns their paths."""
-    require_tools()
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _speech(out: Path, work: Path) -> None:
+    _ffmpeg("-i", str(speak(SPEECH, work / "speech.wav")), "-c:a", "libmp3lame", "-b:a", "64k", str(out))
+
+
+def _german(out: Path, work: Path) -> None:
+    _ffmpeg("-i", str(speak(GERMAN, work / "german.wav", voice="de")), "-c:a", "libopus", "-b:a", "32k", str(out))
+
+
+def _astronaut(out: Path, work: Path) -> None:
     from skimage import data
 
-    made: list[Path] = []
+    Image.fromarray(data.astronaut()).save(out)
+
+
+def _chelsea(out: Path, work: Path) -> None:
+    from skimage import data
+
+    Image.fromarray(data.chelsea()).save(out, "WEBP", quality=85)
+
+
+Maker = Callable[[Path, Path], object]  # (output file, private scratch folder)
+
+
+def _copy(name: str) -> Maker:
+    return lambda out, work: shutil.copyfile(_opencv(name), out)
+
+
+SAMPLES: dict[str, Maker] = {
+    "talk.mp4": _talk,
+    "street.mkv": _street,
+    "clip.webm": _clip,
+    "speech.mp3": _speech,
+    "german.ogg": _german,
+    "astronaut.png": _astronaut,
+    "messi5.jpg": _copy("messi5.jpg"),
+    "chelsea.webp": _chelsea,
+    "basketball.png": _copy("basketball1.png"),
+}
+
+
+def generate_samples(out_dir: Path) -> list[Path]:
+    """Create the demo/test media set in out_dir; files that already exist are kept. Returns all paths."""
+    require_tools()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="medialens-samples-") as tmp:
-        work = Path(tmp)
-
-        def want(name: str) -> Path | None:
+        for name, make in SAMPLES.items():
             path = out_dir / name
-            made.append(path)
-            return None if path.exists() else path
-
-        if p := want("talk.mp4"):
-            _talk(p, work)
-        if p := want("street.mkv"):
-            _street(p)
-        if p := want("clip.webm"):
-            _clip(p, work)
-        if p := want("speech.mp3"):
-            _ffmpeg("-i", str(speak(SPEECH, work / "speech.wav")), "-c:a", "libmp3lame", "-b:a", "64k", str(p))
-        if p := want("german.ogg"):
-            _ffmpeg("-i", str(speak(GERMAN, work / "german.wav", voice="de")), "-c:a", "libopus", "-b:a", "32k", str(p))
-        if p := want("astronaut.png"):
-            Image.fromarray(data.astronaut()).save(p)
-        if p := want("messi5.jpg"):
-            shutil.copyfile(_opencv("messi5.jpg"), p)
-        if p := want("chelsea.webp"):
-            Image.fromarray(data.chelsea()).save(p, "WEBP", quality=85)
-        if p := want("basketball.png"):
-            shutil.copyfile(_opencv("basketball1.png"), p)
-    return made
+            paths.append(path)
+            if path.exists():
+                continue
+            # Write under a temporary name (same suffix: ffmpeg picks the format from it) and rename, so
+            # an interrupted run never leaves a half-written file that a later run would skip as done.
+            part = out_dir / f".{path.stem}.part{path.suffix}"
+            work = Path(tmp) / path.stem
+            work.mkdir()
+            try:
+                make(part, work)
+                part.replace(path)
+            finally:
+                part.unlink(missing_ok=True)
+    return paths
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
 def write_pixel_bomb(path: Path, width: int = 40000, height: int = 40000) -> Path:
-    """A well-formed greyscale PNG of width x height zero pixels, ~1.6 MB on disk, streamed."""
-    comp = zlib.compressobj(9)
-    row = b"\0" * (width + 1)  # filter byte + pixels
-    parts = []
-    for _ in range(height):
-        out = comp.compress(row)
-        if out:
-            parts.append(out)
-    parts.append(comp.flush())
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    """A well-formed 8-bit greyscale PNG of width x height black pixels: ~1.6 MB on disk, 1.6 GB decoded.
+
+    Streamed row by row into IDAT chunks, so making it needs neither the image nor its compressed data
+    in memory; Z_RLE finds the same runs of zeros as the default strategy at twice the speed (~3 s).
+    """
+    comp = zlib.compressobj(9, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    row = b"\0" * (width + 1)  # filter byte 0 + one byte per pixel
     with path.open("wb") as fh:
         fh.write(b"\x89PNG\r\n\x1a\n")
-        fh.write(_png_chunk(b"IHDR", ihdr))
-        fh.write(_png_chunk(b"IDAT", b"".join(parts)))
+        fh.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+        buf = bytearray()
+        for _ in range(height):
+            buf += comp.compress(row)
+            if len(buf) >= 1 << 18:
+                fh.write(_png_chunk(b"IDAT", bytes(buf)))
+                buf.clear()
+        buf += comp.flush()
+        fh.write(_png_chunk(b"IDAT", bytes(buf)))
         fh.write(_png_chunk(b"IEND", b""))
     return path
 
 
 def generate_bad_inputs(out_dir: Path) -> dict[str, Path]:
-    """One file per kind of bad (or merely odd) input the platform must handle."""
+    """One file per kind of bad (or merely oddly named) input the platform must refuse or cope with."""
     require_tools()
     out_dir.mkdir(parents=True, exist_ok=True)
     from skimage import data
 
     cases: dict[str, Path] = {}
-    empty = out_dir / "empty.mp4"
-    empty.write_bytes(b"")
-    cases["empty"] = empty
 
-    text = out_dir / "notes.jpg"
-    text.write_text("Meeting notes: the crane is offline.\nThis is not a picture.\n", encoding="utf-8")
-    cases["text_as_jpg"] = text
+    def case(key: str, name: str) -> Path:
+        cases[key] = out_dir / name
+        return cases[key]
 
-    noise = out_dir / "noise.wav"
-    noise.write_bytes(random.Random(7).randbytes(64 * 1024))
-    cases["random_as_wav"] = noise
+    case("empty", "empty.mp4").write_bytes(b"")
+    case("text_as_jpg", "notes.jpg").write_text(
+        "Meeting notes: the crane is offline.\nThis is not a picture. Größe.\n", encoding="utf-8"
+    )
+    case("random_as_wav", "noise.wav").write_bytes(random.Random(7).randbytes(64 * 1024))
 
     with tempfile.TemporaryDirectory(prefix="medialens-bad-") as tmp:
         work = Path(tmp)
-        full_mp4 = work / "full.mp4"  # moov at the end (no faststart): a cut file has no index
+        # No +faststart: the moov index is written at the end, so the first 40% has no index at all.
+        full_mp4 = work / "full.mp4"
         _ffmpeg("-f", "lavfi", "-i", "testsrc=duration=6:size=320x240:rate=25", "-f", "lavfi",
                 "-i", "sine=duration=6", "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
                 "-c:a", "aac", "-shortest", str(full_mp4))  # fmt: skip
-        data_mp4 = full_mp4.read_bytes()
-        cases["truncated_video"] = out_dir / "truncated.mp4"
-        cases["truncated_video"].write_bytes(data_mp4[: int(len(data_mp4) * 0.4)])
+        raw = full_mp4.read_bytes()
+        case("truncated_video", "truncated.mp4").write_bytes(raw[: int(len(raw) * 0.4)])
 
+        # Matroska's header (and its 10 s duration) comes first: the cut file opens, then ends at ~6 s.
         full_mkv = work / "full.mkv"
         _ffmpeg("-f", "lavfi", "-i", "testsrc=duration=10:size=320x240:rate=25",
                 "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", str(full_mkv))  # fmt: skip
-        data_mkv = full_mkv.read_bytes()
-        cases["truncated_mkv"] = out_dir / "truncated.mkv"
-        cases["truncated_mkv"].write_bytes(data_mkv[: int(len(data_mkv) * 0.6)])
+        raw = full_mkv.read_bytes()
+        case("truncated_mkv", "truncated.mkv").write_bytes(raw[: int(len(raw) * 0.6)])
 
-        cases["pixel_bomb"] = write_pixel_bomb(out_dir / "bomb.png")
-
-        unicode_name = out_dir / "über café (final).jpg"
-        Image.fromarray(data.coffee()).save(unicode_name, quality=85)
-        cases["unicode_name"] = unicode_name
-
-        dotdot = out_dir / "..weird..name...png"
-        Image.fromarray(data.camera()).resize((128, 128)).save(dotdot)
-        cases["dotdot_name"] = dotdot
-
-        spaces = out_dir / "my recording 01.wav"
-        _ffmpeg("-i", str(speak("One two three.", work / "s.wav")), "-ar", "22050", str(spaces))
-        cases["spaces_name"] = spaces
+        write_pixel_bomb(case("pixel_bomb", "bomb.png"))
+        Image.fromarray(data.coffee()).save(case("unicode_name", "über café (final).jpg"), quality=85)
+        Image.fromarray(data.camera()).resize((128, 128)).save(case("dotdot_name", "..weird..name...png"))
+        _ffmpeg("-i", str(speak("One two three.", work / "s.wav")), "-ar", "22050",
+                str(case("spaces_name", "my recording 01.wav")))  # fmt: skip
     return cases
