@@ -31,6 +31,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q --upgrade pip
 	# constraints.txt pins everything (torch to the local CPU wheel): nothing can move numpy/protobuf.
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	# BlazePose/BlazeFace weights: extracted from the mediapipe wheel (install time, never at run time)
+	$(PY) -m resources.model_files fetch
 	touch $@
 
 lint: install

@@ -108,7 +108,8 @@ def main() -> None:
         print(f"direct functions            {t_direct:6.2f} s")
         print(f"dagster job, first file     {t_cold:6.2f} s  (loads the code location; exit {rc})")
         print(f"dagster job, next file      {t_warm:6.2f} s  (exit {rc2})")
-        print(f"ratio dagster / direct (next file): {t_warm / t_direct:.2f}x  (overhead {t_warm - t_direct:.2f} s/file)")
+        ratio = t_warm / t_direct
+        print(f"ratio dagster / direct (next file): {ratio:.2f}x  (overhead {t_warm - t_direct:.2f} s/file)")
 
 if __name__ == "__main__":
     sys.exit(main())

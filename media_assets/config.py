@@ -9,10 +9,11 @@ are hashed into its *version*, which is the asset's Dagster `code_version`: chan
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ ALGORITHM_REVISION: dict[str, str] = {
     "media_file": "1",
     "keyframes": "1",
     "audio_track": "1",
+    "ocr_text": "1",
+    "poses": "1",
+    "faces": "1",
+    "safety": "1",
+    "tags": "1",
+    "transcript": "1",
 }
 
 # Defaults per asset. Keys under "limits" guard ingest and do not change outputs, so they are
@@ -56,6 +63,31 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 VERSIONLESS_KEYS: dict[str, set[str]] = {
     "media_file": set(DEFAULTS["media_file"]),
 }
+
+# Model-backed analyses: their settings are the Params dataclass of their analysis module, so the
+# defaults live next to the code that uses them. Imported only when needed (the CLI starts fast).
+MODEL_PARAMS: dict[str, str] = {
+    "ocr_text": "media_assets.analysis.ocr:OcrParams",
+    "poses": "media_assets.analysis.poses:PoseParams",
+    "faces": "media_assets.analysis.faces:FaceParams",
+    "safety": "media_assets.analysis.safety:SafetyParams",
+    "tags": "media_assets.analysis.tags:TagParams",
+    "transcript": "media_assets.analysis.transcript:TranscriptParams",
+}
+
+
+def known_assets() -> list[str]:
+    return sorted({*DEFAULTS, *MODEL_PARAMS})
+
+
+def defaults_of(asset: str) -> dict[str, Any]:
+    """The default settings of an asset."""
+    if asset in DEFAULTS:
+        return dict(DEFAULTS[asset])
+    module, _, name = MODEL_PARAMS[asset].partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    instance = cls()
+    return {f.name: getattr(instance, f.name) for f in fields(cls)}
 
 
 @dataclass(frozen=True)
@@ -89,41 +121,45 @@ def load_user_config(path: Path) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{path}: expected a mapping of asset name -> settings, got {type(raw).__name__}")
     out: dict[str, dict[str, Any]] = {}
     for asset, settings in raw.items():
-        if asset not in DEFAULTS:
-            raise ConfigError(f"{path}: unknown asset {asset!r}; known: {', '.join(sorted(DEFAULTS))}")
+        if asset not in DEFAULTS and asset not in MODEL_PARAMS:
+            raise ConfigError(f"{path}: unknown asset {asset!r}; known: {', '.join(known_assets())}")
         if not isinstance(settings, dict):
             raise ConfigError(f"{path}: {asset}: expected a mapping of settings")
+        defaults = defaults_of(asset)
         for key, value in settings.items():
-            if key not in DEFAULTS[asset]:
-                raise ConfigError(
-                    f"{path}: {asset}.{key}: unknown setting; known: {', '.join(sorted(DEFAULTS[asset]))}"
-                )
-            default = DEFAULTS[asset][key]
-            if isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
+            if key not in defaults:
+                raise ConfigError(f"{path}: {asset}.{key}: unknown setting; known: {', '.join(sorted(defaults))}")
+            default = defaults[key]
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{path}: {asset}.{key}: expected true or false, got {value!r}")
+            elif isinstance(default, int | float) and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise ConfigError(f"{path}: {asset}.{key}: expected a number, got {value!r}")
+            elif isinstance(default, tuple | list) and not isinstance(value, list):
+                raise ConfigError(f"{path}: {asset}.{key}: expected a list, got {value!r}")
         out[asset] = dict(settings)
     return out
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved parameters and versions of every asset, read once per process."""
+    """The user's settings over the defaults, and the version of every asset they imply."""
 
-    params: Mapping[str, Mapping[str, Any]]
+    user: Mapping[str, Mapping[str, Any]]
 
     @classmethod
     def load(cls, config_file: Path) -> Settings:
-        user = load_user_config(config_file)
-        return cls(params={name: {**defaults, **user.get(name, {})} for name, defaults in DEFAULTS.items()})
+        return cls(user=load_user_config(config_file))
 
     def of(self, asset: str) -> dict[str, Any]:
-        return dict(self.params[asset])
+        return {**defaults_of(asset), **self.user.get(asset, {})}
 
-    def version(self, asset: str) -> str:
-        """`<revision>-<hash of output-changing params>`: the asset's code_version and store folder."""
-        relevant = {k: v for k, v in self.params[asset].items() if k not in VERSIONLESS_KEYS.get(asset, set())}
-        digest = hashlib.sha1(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:8]
-        return f"{ALGORITHM_REVISION[asset]}-{digest}"
+    def version(self, asset: str, fingerprint: str = "") -> str:
+        """`<revision>-<hash>` of the output-changing settings (and the model's weights fingerprint):
+        the asset's code_version and its store folder."""
+        relevant = {k: v for k, v in self.of(asset).items() if k not in VERSIONLESS_KEYS.get(asset, set())}
+        blob = json.dumps(relevant, sort_keys=True, default=list) + fingerprint
+        return f"{ALGORITHM_REVISION[asset]}-{hashlib.sha1(blob.encode()).hexdigest()[:8]}"
 
 
 @lru_cache(maxsize=1)

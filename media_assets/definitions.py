@@ -7,11 +7,13 @@ from media_assets.config import Paths
 from media_assets.frames import keyframes
 from media_assets.ingest import media_file
 from media_assets.jobs import analyse_media_job
+from media_assets.ocr import ocr_text
+from media_assets.tags import tags
 from resources import build_resources
 from sensors.upload import media_upload_sensor
 
 defs = Definitions(
-    assets=[media_file, keyframes, audio_track],
+    assets=[media_file, keyframes, audio_track, ocr_text, tags],
     jobs=[analyse_media_job],
     sensors=[media_upload_sensor],
     resources=build_resources(Paths.from_env()),

@@ -48,6 +48,7 @@ def keyframes_for(
         "key": key,
         "version": VERSION,
         "kind": media["kind"],
+        "source_name": media["source_name"],
         "table": str(table),
         "dir": str(out_dir),
         "count": len(frames),

@@ -58,7 +58,14 @@ def show(store: MediaStore, key: str) -> dict[str, Any]:
     audio = store.read_manifest("audio_track", key)
     if audio:
         out["audio"] = {k: audio.get(k) for k in ("path", "duration_s", "sample_rate", "rms_dbfs", "peak_dbfs")}
-    out["versions"] = {
-        asset: m["version"] for asset, m in (("media_file", media), ("keyframes", frames), ("audio_track", audio)) if m
-    }
+    # Visual analyses of audio-only media do not exist (null), rather than being empty.
+    visual = out["keyframes"] is not None
+    ocr = store.read_manifest("ocr_text", key)
+    if ocr and visual:
+        out["ocr"] = {"lines": store.read_table(ocr["lines_table"]).to_pylist()}
+    tags = store.read_manifest("tags", key)
+    if tags and visual:
+        out["tags"] = store.read_table(tags["media_table"]).select(["label", "score", "frames"]).to_pylist()
+    manifests = {"media_file": media, "keyframes": frames, "audio_track": audio, "ocr_text": ocr, "tags": tags}
+    out["versions"] = {asset: m["version"] for asset, m in manifests.items() if m}
     return out

@@ -15,6 +15,7 @@ def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[
     """The resources every asset, sensor and CLI command uses, pointing under `paths`."""
     from resources.inbox import InboxResource
     from resources.manifests import ManifestIOManager
+    from resources.models import ModelRunner
     from resources.qdrant import QdrantResource
     from resources.store import MediaStore
 
@@ -30,4 +31,5 @@ def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[
         "manifests": ManifestIOManager(store=store),
         "inbox": InboxResource(path=str(paths.inbox)),
         "qdrant": qdrant,
+        "models": ModelRunner(device=env.get("MEDIALENS_DEVICE", "auto")),
     }

@@ -15,6 +15,8 @@ EXPECTED_GRAPH = {
     "media_file": set(),
     "keyframes": {"media_file"},
     "audio_track": {"media_file"},
+    "ocr_text": {"keyframes"},
+    "tags": {"keyframes"},
 }
 
 
@@ -43,7 +45,7 @@ def test_job_sensor_and_resources() -> None:
     sensor = defs.resolve_sensor_def("media_upload_sensor")
     assert sensor.job_name == "analyse_media"
     assert sensor.default_status.value == "RUNNING"
-    assert {"store", "manifests", "inbox", "qdrant"} <= set(defs.resources or {})
+    assert {"store", "manifests", "inbox", "qdrant", "models"} <= set(defs.resources or {})
 
 
 @pytest.mark.slow

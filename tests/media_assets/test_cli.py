@@ -49,11 +49,13 @@ def test_analyse_good_and_bad_files_together(
     assert obj["kind"] == "video" and obj["source_name"] == "talk.mp4"
     assert len(obj["keyframes"]) == results["talk.mp4"]["keyframes"]
     assert all(Path(k["path"]).exists() for k in obj["keyframes"])
-    for absent in ("transcript", "ocr", "poses", "faces", "safety", "tags", "summary"):
-        assert absent in obj and obj[absent] is None
+    for analysis in ("transcript", "ocr", "poses", "faces", "safety", "tags", "summary"):
+        assert analysis in obj  # present, null when not analysed: never a missing key
+    assert any("Crane offline" in line["text"] for line in obj["ocr"]["lines"])
 
     audio = json.loads(ml(cli_env, "show", results["speech.mp3"]["key"], "--json").stdout)
     assert audio["kind"] == "audio" and audio["keyframes"] is None and audio["audio"]["duration_s"] > 5
+    assert audio["ocr"] is None and audio["tags"] is None  # no visual analyses of sound
 
     # The same bytes again, under another name: no second analysis, same key.
     copy = tmp_path / "renamed talk.mp4"
@@ -82,8 +84,13 @@ def test_stale_after_a_settings_change(
     config.write_text("keyframes: {max_gap_s: 2.0}\n")
     env = {**cli_env, "MEDIALENS_CONFIG": str(config)}
     stale = json.loads(ml(env, "stale", "--json").stdout)["stale"]
-    assert sorted((s["asset"], s["partition"]) for s in stale) == [("keyframes", k) for k in keys]
-    assert all(s["recorded_version"] != s["current_version"] for s in stale)
+    changed = [s for s in stale if s["asset"] == "keyframes"]
+    assert sorted(s["partition"] for s in changed) == keys
+    assert all(s["recorded_version"] != s["current_version"] for s in changed)
+    # what reads keyframes is stale too (its inputs change), and nothing upstream or beside it
+    dependants = {s["asset"] for s in stale} - {"keyframes"}
+    assert dependants >= {"ocr_text", "tags"} and not dependants & {"media_file", "audio_track"}
+    assert all(s["reason"].startswith("upstream stale: keyframes") for s in stale if s["asset"] != "keyframes")
     only = json.loads(ml(env, "stale", "--asset", "audio_track", "--json").stdout)
     assert only == {"stale": []}
 

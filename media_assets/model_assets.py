@@ -1,0 +1,34 @@
+"""What the model-backed analysis assets share: versions that include the weights, the GPU pool.
+
+A model asset's version hashes its settings, the model id and the bytes of its weight files, so
+new weights or a changed threshold make exactly that asset (and what depends on it) stale.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from media_assets.config import Settings
+from media_assets.per_media import PER_MEDIA
+from ops_gpu.device import GPU_POOL
+from resources.model_files import fingerprint
+
+# Heavy inference steps: one at a time per machine (dagster.yaml pools.default_limit).
+MODEL_ASSET: dict[str, Any] = {**PER_MEDIA, "pool": GPU_POOL, "group_name": "vision"}
+
+
+def model_version(settings: Settings, asset: str, module: ModuleType, params: Any) -> str:
+    """The asset's code_version: settings + MODEL_ID + a fingerprint of the weight files."""
+    try:
+        weights = fingerprint(*module.model_files(params))
+    except FileNotFoundError:
+        weights = "missing"  # the asset fails at run time with the install hint; loading must not
+    return settings.version(asset, f"{module.MODEL_ID}:{weights}")
+
+
+def md_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A small Markdown table for the Dagster UI's metadata panel."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
+    return "\n".join(lines)

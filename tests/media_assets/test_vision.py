@@ -1,0 +1,86 @@
+"""The vision assets through the real graph: real models on generated media, a real instance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+
+from media_assets.definitions import defs
+from media_assets.report import show
+from resources.store import MediaStore
+from tests.media_assets.test_graph import register_file
+
+ALL = list(defs.assets or [])
+
+
+def analyse(path: Path, instance: DagsterInstance, resources: dict[str, Any]) -> str:
+    key = register_file(path, resources["store"], instance)
+    result = materialize(ALL, partition_key=key, instance=instance, resources=resources, raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+    return key
+
+
+@pytest.mark.slow
+def test_talk_slides_are_read_once_per_slide(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    store: MediaStore = resources["store"]
+    key = analyse(samples["talk.mp4"], instance, resources)
+    report = show(store, key)
+    lines = [line["text"] for line in report["ocr"]["lines"]]
+    for slide in ("Quarterly results", "Crane offline at pier 4", "Safety first: wear helmets"):
+        assert any(slide in line for line in lines), (slide, lines)
+    assert any("Größe" in line and "Übermaß" in line for line in lines), lines
+    crane = next(line for line in report["ocr"]["lines"] if "Crane" in line["text"])
+    assert 5.5 <= crane["first_t"] <= 6.5 and crane["last_t"] > crane["first_t"]  # seen over several keyframes
+    manifest = store.read_manifest("ocr_text", key)
+    assert manifest is not None and manifest["reused_keyframes"] >= 1  # a held slide is read once
+    mat = instance.get_latest_materialization_event(AssetKey("ocr_text"))
+    assert mat is not None and mat.asset_materialization is not None
+    assert mat.asset_materialization.metadata["lines"].value == len(lines)
+    assert mat.tags.get("dagster/code_version") == manifest["version"]
+
+
+@pytest.mark.slow
+def test_a_cat_is_tagged_as_a_cat(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    key = analyse(samples["chelsea.webp"], instance, resources)
+    tags = show(resources["store"], key)["tags"]
+    assert any("cat" in t["label"] or t["label"] == "tabby" for t in tags[:3]), tags
+
+
+@pytest.mark.slow
+def test_audio_only_media_have_no_visual_analyses(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    store: MediaStore = resources["store"]
+    key = analyse(samples["speech.mp3"], instance, resources)
+    report = show(store, key)
+    assert report["keyframes"] is None and report["ocr"] is None and report["tags"] is None
+    manifest = store.read_manifest("ocr_text", key)
+    assert manifest is not None and pq.read_table(manifest["table"]).num_rows == 0
+
+
+@pytest.mark.slow
+def test_a_corrupt_keyframe_is_skipped_and_reported(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    store: MediaStore = resources["store"]
+    key = register_file(samples["clip.webm"], store, instance)
+    assert materialize(ALL[:3], partition_key=key, instance=instance, resources=resources).success
+    frames = store.read_manifest("keyframes", key)
+    assert frames is not None and frames["count"] >= 2
+    first = sorted(Path(frames["dir"]).glob("*.jpg"))[0]
+    first.write_bytes(first.read_bytes()[:200])  # damaged on disk after keyframes ran
+    vision = [a for a in ALL if a.key.to_user_string() in ("ocr_text", "tags")]
+    result = materialize(
+        [*ALL[:3], *vision], selection=vision, partition_key=key, instance=instance, resources=resources
+    )
+    assert result.success
+    tags = store.read_manifest("tags", key)
+    assert tags is not None and tags["skipped_keyframes"] == 1 and tags["tags"] > 0
