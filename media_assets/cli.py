@@ -51,6 +51,11 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     defs = _load_defs()
     results = analyse(args.paths, defs, paths, progress=_err)
+    if any(r.status == "ok" for r in results):
+        from media_assets.headless import refresh_people
+
+        people = refresh_people(defs, paths)
+        _err(f"person dossiers: {people['persons']} persons ({people['unassigned']} faces unassigned)")
     if args.json:
         _emit({"results": [r.as_dict() for r in results]})
     else:
@@ -129,18 +134,83 @@ def cmd_stale(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    # Text search arrives with the transcript/OCR/summary assets and their text index; until they
-    # exist nothing is indexed, and we say so rather than pretend.
-    _err("no text index yet: transcripts, OCR and summaries are not analysed by this version")
+    from media_assets.search import search
+    from resources import build_resources
+
+    paths = Paths.from_env()
+    qdrant = build_resources(paths)["qdrant"]
+    try:
+        hits = search(qdrant, args.query, kind=args.kind, media=args.media, limit=args.limit)
+    except ValueError as exc:
+        _err(str(exc))
+        return 2
     if args.json:
-        _emit({"hits": []})
+        _emit({"hits": hits})
+        return 0
+    if not hits:
+        print("no matches (is anything analysed? `medialens analyse FILE` indexes it)")
+        return 0
+
+    def when(h: dict[str, Any]) -> str:
+        if h["start"] is None:
+            return "-"
+        return f"{h['start']:.1f}-{h['end']:.1f} s" if h["end"] is not None else f"{h['start']:.1f} s"
+
+    rows = [[h["key"], when(h), h["source"], h["text"][:70], f"{h['score']:.3f}"] for h in hits]
+    print(_table(rows, ["media", "time", "source", "snippet", "score"]))
     return 0
 
 
 def cmd_people(args: argparse.Namespace) -> int:
-    _err("no person dossiers yet: faces are not analysed by this version")
+    from media_assets.analysis import people as persons
+    from media_assets.headless import refresh_people
+    from media_assets.people import append_decision
+
+    paths = Paths.from_env()
+    defs = _load_defs()
+    store = defs.resources["store"]
+    want = {"show": 1, "name": 2, "merge": 2, "split": 2, None: 0}[args.action]
+    if len(args.args) != want:
+        _err(f"people {args.action or ''}: expected {want} argument(s), got {len(args.args)}")
+        return 2
+    if args.action == "name":
+        append_decision(store, persons.Name(args.args[0], args.args[1]))
+    elif args.action == "merge":
+        append_decision(store, persons.Merge(args.args[0], args.args[1]))
+    elif args.action == "split":
+        append_decision(store, persons.Split(args.args[0], args.args[1]))
+    manifest = refresh_people(defs, paths)
+    rows = store.read_table(manifest["tables"]["persons"]).to_pylist()
+    people = [
+        {"person_id": r["person_id"], "name": r["name"], "media": r["media"], "appearances": r["count"]} for r in rows
+    ]
+    known = {p["person_id"] for p in people}
+    if args.action and args.args[0] not in known and args.action != "merge":
+        _err(f"no person {args.args[0]!r} (list them with `medialens people`)")
+        return 1
+    if args.action == "show":
+        pid = args.args[0]
+        apps = [r for r in store.read_table(manifest["tables"]["appearances"]).to_pylist() if r["person_id"] == pid]
+        person = next(p for p in people if p["person_id"] == pid)
+        if args.json:
+            _emit({**person, "appearances": apps})
+        else:
+            print(
+                f"{pid}  {person['name'] or '(unnamed)'}  {person['appearances']} faces in {len(person['media'])} media"
+            )
+            print(_table([[a["media"], f"{a['t']:.1f}", a["face_id"]] for a in apps], ["media", "t s", "face"]))
+        return 0
     if args.json:
-        _emit({"persons": []})
+        _emit({"persons": people})
+    elif not people:
+        print("no persons yet: analyse media with faces first")
+    else:
+        print(
+            _table(
+                [[p["person_id"], p["name"] or "-", str(p["appearances"]), " ".join(p["media"])] for p in people],
+                ["person", "name", "faces", "media"],
+            )
+        )
     return 0
 
 
@@ -195,10 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("search", help="search transcripts, OCR, tags and summaries")
     se.add_argument("query")
+    se.add_argument("--kind", choices=["transcript", "ocr", "tags", "summary"])
+    se.add_argument("--media", help="only this media key")
+    se.add_argument("--limit", type=int, default=10)
     se.add_argument("--json", action="store_true")
     se.set_defaults(func=cmd_search)
 
-    pe = sub.add_parser("people", help="person dossiers")
+    pe = sub.add_parser("people", help="person dossiers: list, show ID, name ID NAME, merge A B, split ID FACE_ID")
+    pe.add_argument("action", nargs="?", choices=["show", "name", "merge", "split"])
+    pe.add_argument("args", nargs="*")
     pe.add_argument("--json", action="store_true")
     pe.set_defaults(func=cmd_people)
 

@@ -36,6 +36,8 @@ ALGORITHM_REVISION: dict[str, str] = {
     "safety": "1",
     "tags": "1",
     "transcript": "1",
+    "search_index": "1",
+    "person_dossiers": "1",
 }
 
 # Defaults per asset. Keys under "limits" guard ingest and do not change outputs, so they are
@@ -73,6 +75,8 @@ MODEL_PARAMS: dict[str, str] = {
     "safety": "media_assets.analysis.safety:SafetyParams",
     "tags": "media_assets.analysis.tags:TagParams",
     "transcript": "media_assets.analysis.transcript:TranscriptParams",
+    "search_index": "media_assets.analysis.text_search:TextParams",
+    "person_dossiers": "media_assets.analysis.people:PeopleParams",
 }
 
 

@@ -4,16 +4,34 @@ from dagster import Definitions
 
 from media_assets.audio import audio_track
 from media_assets.config import Paths
+from media_assets.faces import faces
 from media_assets.frames import keyframes
 from media_assets.ingest import media_file
 from media_assets.jobs import analyse_media_job
 from media_assets.ocr import ocr_text
+from media_assets.people import person_dossiers
+from media_assets.poses import poses
+from media_assets.safety import safety
+from media_assets.search_index import search_index
 from media_assets.tags import tags
+from media_assets.transcript import transcript
 from resources import build_resources
 from sensors.upload import media_upload_sensor
 
 defs = Definitions(
-    assets=[media_file, keyframes, audio_track, ocr_text, tags],
+    assets=[
+        media_file,
+        keyframes,
+        audio_track,
+        ocr_text,
+        poses,
+        faces,
+        safety,
+        tags,
+        transcript,
+        search_index,
+        person_dossiers,
+    ],
     jobs=[analyse_media_job],
     sensors=[media_upload_sensor],
     resources=build_resources(Paths.from_env()),

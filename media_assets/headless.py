@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from dagster import AssetKey, DagsterInstance, Definitions
-from dagster._core.event_api import AssetRecordsFilter
 
 from media_assets.analysis.inspect import Limits
 from media_assets.config import Paths, current_settings
 from media_assets.jobs import ANALYSE_JOB_NAME
 from media_assets.partitions import MEDIA_PARTITIONS_NAME
 from media_assets.registration import admit, register
+from media_assets.staleness import find_stale
 from resources.store import MediaStore
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -83,18 +83,6 @@ def expand_paths(paths: Iterable[str]) -> list[Path]:
     return out
 
 
-def fully_materialised(instance: DagsterInstance, defs: Definitions, key: str) -> bool:
-    """Whether every asset of the analysis job has a materialisation for this partition."""
-    job = defs.resolve_job_def(ANALYSE_JOB_NAME)
-    for asset_key in job.asset_layer.executable_asset_keys:
-        records = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=AssetKey(asset_key.path), asset_partitions=[key]), limit=1
-        )
-        if not records.records:
-            return False
-    return True
-
-
 def failure_reason(result: Any) -> str:
     """The first step failure of a run, as the user-facing message our assets raise."""
     for event in result.all_events:
@@ -153,12 +141,18 @@ def analyse(
             register(store, a, path.resolve(), move=False)
             instance.add_dynamic_partitions(MEDIA_PARTITIONS_NAME, [a.key])
             known.add(a.key)
-        elif fully_materialised(instance, defs, a.key):
-            r = FileResult(name, a.key, "ok", f"same bytes as {a.key}, already analysed")
-            summarise(store, r)
-            results.append(r)
-            progress(f"[{i}/{len(targets)}] {name}: already analysed as {a.key}")
-            continue
+        selection = None
+        if a.status != "new":
+            # a known file: redo only what a settings or model change made stale (and what reads it)
+            stale = sorted({s.asset for s in find_stale(instance, defs) if s.partition == a.key})
+            if not stale:
+                r = FileResult(name, a.key, "ok", f"same bytes as {a.key}, already analysed")
+                summarise(store, r)
+                results.append(r)
+                progress(f"[{i}/{len(targets)}] {name}: already analysed as {a.key}")
+                continue
+            selection = [AssetKey.from_user_string(k) for k in stale]
+            progress(f"[{i}/{len(targets)}] {name}: re-analysing stale {', '.join(stale)} of {a.key}")
         progress(f"[{i}/{len(targets)}] {name}: analysing as {a.key} ...")
         started = time.perf_counter()
         run = job.execute_in_process(
@@ -166,6 +160,7 @@ def analyse(
             partition_key=a.key,
             run_config=QUIET,
             raise_on_error=False,
+            asset_selection=selection,
             tags={"medialens/source": name, "medialens/launched_by": "cli"},
         )
         r = FileResult(name, a.key, "ok" if run.success else "failed", None if run.success else failure_reason(run))
@@ -174,3 +169,26 @@ def analyse(
         results.append(r)
         progress(f"[{i}/{len(targets)}] {name}: {r.status}{': ' + r.reason if r.reason else ''} ({r.seconds} s)")
     return results
+
+
+def refresh_people(defs: Definitions, paths: Paths) -> dict[str, Any]:
+    """Re-cluster the library's faces into person dossiers (a run of `person_dossiers`, recorded in
+    the Dagster instance like one launched from the UI); returns the dossiers' manifest."""
+    from dagster import materialize
+
+    from media_assets.people import ASSET, person_dossiers
+
+    store: MediaStore = (defs.resources or {})["store"]
+    result = materialize(
+        [person_dossiers],
+        instance=dagster_instance(paths),
+        resources={"store": store},
+        run_config=QUIET,
+        raise_on_error=False,
+        tags={"medialens/launched_by": "cli"},
+    )
+    if not result.success:
+        raise RuntimeError(f"person_dossiers failed: {failure_reason(result)}")
+    manifest = store.read_manifest(ASSET, "library")
+    assert manifest is not None
+    return manifest

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import AssetSelection, define_asset_job, multiprocess_executor
 
 ANALYSE_JOB_NAME = "analyse_media"
-PER_MEDIA_GROUPS = ("ingest", "vision")
+PER_MEDIA_GROUPS = ("ingest", "vision", "speech", "search")
 
 # Two cores: run independent branches (audio beside the visual assets) side by side; forkserver
 # halves the per-step start cost of spawn (FACTS.md: ~0.85 s vs ~1.7 s a step).

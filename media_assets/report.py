@@ -66,6 +66,65 @@ def show(store: MediaStore, key: str) -> dict[str, Any]:
     tags = store.read_manifest("tags", key)
     if tags and visual:
         out["tags"] = store.read_table(tags["media_table"]).select(["label", "score", "frames"]).to_pylist()
-    manifests = {"media_file": media, "keyframes": frames, "audio_track": audio, "ocr_text": ocr, "tags": tags}
+    poses = store.read_manifest("poses", key)
+    if poses and visual:
+        out["poses"] = _poses(store, poses, out["keyframes"])
+    faces = store.read_manifest("faces", key)
+    if faces and visual:
+        from media_assets.people import person_of_faces  # person ids exist once dossiers were built
+
+        person = person_of_faces(store)
+        out["faces"] = [
+            {
+                "t": r["t"],
+                "box": r["box"],
+                "score": r["score"],
+                "face_id": f"{key}/{r['kf']}/{r['face']}",
+                "person_id": person.get(f"{key}/{r['kf']}/{r['face']}"),
+            }
+            for r in store.read_table(faces["table"]).select(["kf", "t", "face", "box", "score"]).to_pylist()
+        ]
+    safety = store.read_manifest("safety", key)
+    if safety and visual:
+        out["safety"] = {
+            "verdict": safety["verdict"],
+            "reasons": safety["reasons"],
+            "labels": store.read_table(safety["table"]).select(["t", "label", "score", "box"]).to_pylist(),
+            "restraint_cues": safety["restraint_cues"],
+        }
+    transcript = store.read_manifest("transcript", key)
+    if transcript and transcript.get("table"):
+        out["transcript"] = _transcript(store, transcript)
+    manifests = {
+        "media_file": media,
+        "keyframes": frames,
+        "audio_track": audio,
+        "ocr_text": ocr,
+        "tags": tags,
+        "poses": poses,
+        "faces": faces,
+        "safety": safety,
+        "transcript": transcript,
+    }
     out["versions"] = {asset: m["version"] for asset, m in manifests.items() if m}
     return out
+
+
+def _poses(store: MediaStore, manifest: dict[str, Any], keyframes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """People per keyframe, keypoints as the contract's [x, y, visibility] (z stays in the table)."""
+    by_t: dict[float, list[dict[str, Any]]] = {kf["t"]: [] for kf in keyframes}
+    for r in store.read_table(manifest["table"]).to_pylist():
+        by_t.setdefault(r["t"], []).append(
+            {"box": r["box"], "score": r["score"], "keypoints": [[x, y, vis] for x, y, _z, vis in r["keypoints"]]}
+        )
+    return [{"t": t, "persons": persons} for t, persons in sorted(by_t.items())]
+
+
+def _transcript(store: MediaStore, manifest: dict[str, Any]) -> dict[str, Any]:
+    rows = store.read_table(manifest["table"]).select(["start", "end", "text"]).to_pylist()
+    return {
+        "language": manifest.get("language") or None,
+        "language_probability": manifest.get("language_probability"),
+        "text": " ".join(r["text"] for r in rows),
+        "segments": rows,
+    }

@@ -16,8 +16,14 @@ EXPECTED_GRAPH = {
     "keyframes": {"media_file"},
     "audio_track": {"media_file"},
     "ocr_text": {"keyframes"},
+    "poses": {"keyframes"},
+    "faces": {"keyframes"},
+    "safety": {"keyframes", "poses"},
     "tags": {"keyframes"},
+    "transcript": {"audio_track"},
+    "search_index": {"transcript", "ocr_text", "tags"},
 }
+LIBRARY_GRAPH = {"person_dossiers": {"faces"}}  # unpartitioned: over every media
 
 
 def test_asset_graph_snapshot() -> None:
@@ -28,7 +34,8 @@ def test_asset_graph_snapshot() -> None:
         k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_entity_keys}
         for k in graph.get_all_asset_keys()
     }
-    assert actual == EXPECTED_GRAPH
+    assert actual == {**EXPECTED_GRAPH, **LIBRARY_GRAPH}
+    assert graph.get(AssetKey("person_dossiers")).partitions_def is None
     for key in EXPECTED_GRAPH:
         node = graph.get(AssetKey(key))
         assert isinstance(node.partitions_def, DynamicPartitionsDefinition)

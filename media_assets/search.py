@@ -1,0 +1,38 @@
+"""Moment search over the `text` index: what `medialens search` prints and a results UI can import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from media_assets.analysis import text_search
+from resources.models import cached_model
+from resources.qdrant import QdrantResource
+
+KINDS = ("transcript", "ocr", "tags", "summary")
+
+
+def search(
+    qdrant: QdrantResource,
+    query: str,
+    kind: str | None = None,
+    media: str | None = None,
+    limit: int = 10,
+    device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """Ranked moments `{key, source, start, end, text, score}`, best first, one per overlapping spot."""
+    from media_assets.search_index import COLLECTION, PARAMS
+
+    if not query.strip():
+        raise ValueError("search: the query is empty")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"search: unknown kind {kind!r}; one of {', '.join(KINDS)}")
+    embedder = cached_model(text_search.TextEmbedder, PARAMS, device)
+    (vector,) = embedder([query])
+    must: dict[str, Any] = {}
+    if kind:
+        must["source"] = kind
+    if media:
+        must["partition"] = media
+    # overlapping transcript windows collapse in dedupe_hits: ask for more, keep `limit`
+    hits = qdrant.search(COLLECTION, vector, limit=limit * 3, must=must or None)
+    return text_search.dedupe_hits((text_search.hit_from_payload(h.payload, h.score) for h in hits), limit=limit)

@@ -1,0 +1,104 @@
+"""`search_index`: every media's spoken words, screen text and tags as vectors in Qdrant's `text`.
+
+One collection for all sources, so one query ranks spoken moments against slides and tags; the
+payload's `source` lets `medialens search --kind` narrow it. Re-materialising a partition replaces
+its points (upsert, then delete the stale ones): search keeps finding the old version until the
+new one is written, and never finds both.
+"""
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from media_assets.analysis import text_search
+from media_assets.config import current_settings
+from media_assets.model_assets import MODEL_ASSET, md_table, model_version
+from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.models import ModelRunner
+from resources.qdrant import QdrantResource, VectorPoint
+from resources.store import MediaStore
+
+ASSET = "search_index"
+COLLECTION = "text"
+SETTINGS = current_settings()
+PARAMS = text_search.TextParams.from_params(SETTINGS.of(ASSET))
+VERSION = model_version(SETTINGS, ASSET, text_search, PARAMS)
+
+
+def _rows(store: MediaStore, manifest: Manifest | None, table_key: str) -> list[dict] | None:
+    if not manifest or not manifest.get(table_key):
+        return None
+    return store.read_table(manifest[table_key]).to_pylist()
+
+
+def index_for(
+    context: AssetExecutionContext,
+    store: MediaStore,
+    models: ModelRunner,
+    qdrant: QdrantResource,
+    key: str,
+    inputs: dict[str, Manifest | None],
+) -> Manifest:
+    """Cut the analyses into moments, embed them, and make them the partition's only text points."""
+    found = text_search.moments(
+        _rows(store, inputs["transcript"], "table"),
+        _rows(store, inputs["ocr_text"], "lines_table"),
+        _rows(store, inputs["tags"], "media_table"),
+        None,
+        params=PARAMS,
+    )
+    embed = models.load(text_search.TextEmbedder, PARAMS) if found else None
+    vectors = list(embed([m.text for m in found])) if embed else []
+    points = [
+        VectorPoint(item=m.point_item, vector=v, payload=m.payload()) for m, v in zip(found, vectors, strict=True)
+    ]
+    qdrant.ensure_collection(COLLECTION, text_search.EMBEDDING_DIM)
+    written = qdrant.replace_partition(COLLECTION, key, ASSET, VERSION, points)
+    by_source: dict[str, int] = {}
+    for m in found:
+        by_source[m.source] = by_source.get(m.source, 0) + 1
+    context.log.info(f"{key}: {written} text points ({', '.join(f'{s} {n}' for s, n in by_source.items()) or 'none'})")
+    return {
+        "key": key,
+        "version": VERSION,
+        "model": text_search.MODEL_ID,
+        "points": written,
+        "by_source": by_source,
+        "preview": [[m.source, m.start, m.text[:80]] for m in found[:12]],
+    }
+
+
+@asset(
+    **{**MODEL_ASSET, "group_name": "search"},
+    code_version=VERSION,
+    kinds={"qdrant"},
+    description=f"Text search index ({text_search.MODEL_ID}, multilingual, 512-d): transcript windows, "
+    "OCR lines and tags of each media as vectors in Qdrant's `text` collection.",
+)
+def search_index(
+    context: AssetExecutionContext,
+    transcript: Manifests,
+    ocr_text: Manifests,
+    tags: Manifests,
+    store: MediaStore,
+    models: ModelRunner,
+    qdrant: QdrantResource,
+) -> MaterializeResult:
+    def work(key: str) -> Manifest:
+        inputs: dict[str, Manifest | None] = {
+            "transcript": transcript.get(key),
+            "ocr_text": ocr_text.get(key),
+            "tags": tags.get(key),
+        }
+        return index_for(context, store, models, qdrant, key, inputs)
+
+    manifests = for_each_partition(context, work)
+    if len(manifests) == 1:
+        m = next(iter(manifests.values()))
+        metadata = {
+            "dagster/row_count": m["points"],
+            **{f"points_{s}": n for s, n in m["by_source"].items()},
+            "model": text_search.MODEL_ID,
+            "preview": MetadataValue.md(md_table(["source", "start s", "text"], m["preview"])),
+        }
+    else:
+        metadata = summary_metadata(manifests, ["points"])
+    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})

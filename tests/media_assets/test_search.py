@@ -1,0 +1,90 @@
+"""Search over what was analysed: spoken words, slide text and tags, through the real graph and CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.media_assets.test_cli import ml
+
+
+@pytest.fixture(scope="module")
+def analysed(
+    samples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, str], dict[str, str]]:
+    """talk.mp4 (slides), speech.mp3 (spoken harbour news) and chelsea.webp (a cat), analysed once."""
+    import os
+
+    home = tmp_path_factory.mktemp("search")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_"))}
+    env.update(MEDIALENS_HOME=str(home / "home"), DAGSTER_HOME=str(home / "dagster_home"))
+    files = [samples[n] for n in ("talk.mp4", "speech.mp3", "chelsea.webp")]
+    p = ml(env, "analyse", *map(str, files), "--json")
+    assert p.returncode == 0, p.stderr
+    keys = {r["source_name"]: r["key"] for r in json.loads(p.stdout)["results"]}
+    return env, keys
+
+
+def hits(env: dict[str, str], *args: str) -> list[dict]:
+    p = ml(env, "search", *args, "--json")
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)["hits"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("query", "media", "source", "near_t"),
+    [
+        ("a short recording about the harbour", "speech.mp3", "transcript", 0.0),
+        ("crane offline at pier 4", "talk.mp4", "ocr", 6.0),
+        ("quarterly results", "talk.mp4", "ocr", 0.0),
+        ("safety first, wear helmets", "talk.mp4", "ocr", None),
+        ("tabby cat", "chelsea.webp", "tags", None),
+    ],
+)
+def test_queries_find_the_right_media_and_moment(
+    analysed: tuple[dict[str, str], dict[str, str]], query: str, media: str, source: str, near_t: float | None
+) -> None:
+    env, keys = analysed
+    best = hits(env, query, "--limit", "5")[0]
+    assert (best["key"], best["source"]) == (keys[media], source), (query, best)
+    if near_t is not None:
+        assert best["start"] is not None and abs(best["start"] - near_t) <= 2.0, best
+
+
+@pytest.mark.slow
+def test_filters_and_bad_queries(analysed: tuple[dict[str, str], dict[str, str]]) -> None:
+    env, keys = analysed
+    only_tags = hits(env, "harbour crane", "--kind", "tags")
+    assert only_tags and all(h["source"] == "tags" for h in only_tags)
+    one_media = hits(env, "cat", "--media", keys["talk.mp4"])
+    assert one_media and {h["key"] for h in one_media} == {keys["talk.mp4"]}
+    assert len(hits(env, "harbour", "--limit", "2")) <= 2
+    empty = ml(env, "search", "   ", "--json")
+    assert empty.returncode == 2 and "empty" in empty.stderr
+
+
+@pytest.mark.slow
+def test_reanalysis_replaces_points_instead_of_adding(
+    samples: dict[str, Path], analysed: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    from media_assets.config import Paths
+    from resources import build_resources
+
+    env, keys = analysed
+    qdrant = build_resources(Paths.from_env(env), env={})["qdrant"]
+    before = qdrant.count("text", partition=keys["talk.mp4"])
+    assert before > 0
+    config = Path(env["MEDIALENS_HOME"]) / "medialens.yaml"
+    config.write_text("search_index: {denoise_numbers: true}\n")  # a new version of the index only
+    try:
+        stale = json.loads(ml(env, "stale", "--json").stdout)["stale"]
+        assert {s["asset"] for s in stale} == {"search_index"}
+        p = ml(env, "analyse", str(samples["talk.mp4"]), "--json")
+        assert p.returncode == 0, p.stderr
+    finally:
+        config.unlink()
+    payloads = [pl for pl in qdrant.scroll_payloads("text") if pl["partition"] == keys["talk.mp4"]]
+    assert len(payloads) == before and len({pl["model_version"] for pl in payloads}) == 1
