@@ -9,8 +9,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import faces as facing
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.on_keyframes import keyframe_refs, run_on_keyframes
+from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
 from resources.models import ModelRunner
 from resources.qdrant import QdrantResource, VectorPoint
@@ -38,14 +37,8 @@ def faces_for(
     frames: Manifest,
 ) -> Manifest:
     """Find and embed the faces of every keyframe; make them the partition's only face vectors."""
-    refs = keyframe_refs(frames)
-    model = models.load(facing.FaceModel, PARAMS) if refs else None
-    results, stats = run_on_keyframes(
-        model or (lambda images: []),
-        refs,
-        batch_size=4,
-        log=lambda msg: context.log.info(f"{key}: faces {msg}"),
-        warn=context.log.warning,
+    _, results, stats = infer_on_keyframes(
+        context, models, facing.FaceModel, PARAMS, frames, key, "faces", batch_size=4
     )
     rows = [
         {"kf": ref.kf, "t": ref.t, "face": i, **asdict(face)} for ref, found in results for i, face in enumerate(found)

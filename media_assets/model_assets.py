@@ -6,10 +6,12 @@ new weights or a changed threshold make exactly that asset (and what depends on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import ModuleType
 from typing import Any
 
 from media_assets.config import Settings
+from media_assets.on_keyframes import KeyframeRef, RunStats, keyframe_refs, run_on_keyframes
 from media_assets.per_media import PER_MEDIA
 from ops_gpu.device import GPU_POOL
 from resources.model_files import fingerprint
@@ -32,3 +34,29 @@ def md_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "/") for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def infer_on_keyframes(
+    context: Any,
+    models: Any,
+    factory: Any,
+    params: Any,
+    frames: Mapping[str, Any],
+    key: str,
+    what: str,
+    batch_size: int,
+    reuse_unchanged: bool = False,
+) -> tuple[list[KeyframeRef], list[tuple[KeyframeRef, list[Any]]], RunStats]:
+    """A partition's keyframes through one model (loaded once per process, not at all for media
+    without keyframes), with progress and skipped frames in the run's log."""
+    refs = keyframe_refs(dict(frames))
+    model = models.load(factory, params) if refs else None
+    results, stats = run_on_keyframes(
+        model or (lambda images: []),
+        refs,
+        batch_size=batch_size,
+        reuse_unchanged=reuse_unchanged,
+        log=lambda msg: context.log.info(f"{key}: {what} {msg}"),
+        warn=context.log.warning,
+    )
+    return refs, results, stats

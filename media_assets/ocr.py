@@ -6,8 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import ocr
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.on_keyframes import keyframe_refs, run_on_keyframes
+from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -22,15 +21,8 @@ def ocr_for(
     context: AssetExecutionContext, store: MediaStore, models: ModelRunner, key: str, frames: Manifest
 ) -> Manifest:
     """Read every keyframe (a held slide is read once) and merge repeated lines."""
-    refs = keyframe_refs(frames)
-    model = models.load(ocr.OcrModel, PARAMS) if refs else None
-    results, stats = run_on_keyframes(
-        model or (lambda images: []),
-        refs,
-        batch_size=4,
-        reuse_unchanged=True,
-        log=lambda msg: context.log.info(f"{key}: OCR {msg}"),
-        warn=context.log.warning,
+    _, results, stats = infer_on_keyframes(
+        context, models, ocr.OcrModel, PARAMS, frames, key, "OCR", batch_size=4, reuse_unchanged=True
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(line)} for ref, lines in results for line in lines]
     lines = ocr.dedupe_lines([(ref.t, recs) for ref, recs in results])

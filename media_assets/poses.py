@@ -6,8 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import poses as posing
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.on_keyframes import keyframe_refs, run_on_keyframes
+from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -22,14 +21,8 @@ def poses_for(
     context: AssetExecutionContext, store: MediaStore, models: ModelRunner, key: str, frames: Manifest
 ) -> Manifest:
     """Find the people in every keyframe and give each a landmark pass."""
-    refs = keyframe_refs(frames)
-    model = models.load(posing.PoseModel, PARAMS) if refs else None
-    results, stats = run_on_keyframes(
-        model or (lambda images: []),
-        refs,
-        batch_size=8,
-        log=lambda msg: context.log.info(f"{key}: poses {msg}"),
-        warn=context.log.warning,
+    _, results, stats = infer_on_keyframes(
+        context, models, posing.PoseModel, PARAMS, frames, key, "poses", batch_size=8
     )
     rows = [
         {"kf": ref.kf, "t": ref.t, "person": i, **asdict(pose)}

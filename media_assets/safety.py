@@ -13,8 +13,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from media_assets.analysis import poses as posing
 from media_assets.analysis import safety as moderation
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.on_keyframes import keyframe_refs, run_on_keyframes
+from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -43,14 +42,8 @@ def safety_for(
     poses_manifest: Manifest,
 ) -> Manifest:
     """Label every keyframe, find restraint cues in the poses, and weigh both into one verdict."""
-    refs = keyframe_refs(frames)
-    model = models.load(moderation.SafetyModel, PARAMS) if refs else None
-    results, stats = run_on_keyframes(
-        model or (lambda images: []),
-        refs,
-        batch_size=moderation.MAX_BATCH,
-        log=lambda msg: context.log.info(f"{key}: safety {msg}"),
-        warn=context.log.warning,
+    refs, results, stats = infer_on_keyframes(
+        context, models, moderation.SafetyModel, PARAMS, frames, key, "safety", batch_size=moderation.MAX_BATCH
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(label)} for ref, labels in results for label in labels]
     people = poses_by_keyframe(poses_manifest)

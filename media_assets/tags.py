@@ -6,8 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import tags as tagging
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.on_keyframes import keyframe_refs, run_on_keyframes
+from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -22,14 +21,8 @@ def tags_for(
     context: AssetExecutionContext, store: MediaStore, models: ModelRunner, key: str, frames: Manifest
 ) -> Manifest:
     """Classify every keyframe in batches and count how often each class appears."""
-    refs = keyframe_refs(frames)
-    model = models.load(tagging.TagModel, PARAMS) if refs else None
-    results, stats = run_on_keyframes(
-        model or (lambda images: []),
-        refs,
-        batch_size=16,
-        log=lambda msg: context.log.info(f"{key}: tags {msg}"),
-        warn=context.log.warning,
+    _, results, stats = infer_on_keyframes(
+        context, models, tagging.TagModel, PARAMS, frames, key, "tags", batch_size=16
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(tag)} for ref, tags in results for tag in tags]
     histogram = tagging.media_tags([tags for _, tags in results])
