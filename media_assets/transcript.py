@@ -1,5 +1,7 @@
 """`transcript`: what is said in every video and audio file, with word timestamps and language."""
 
+import time
+
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import transcript as speech
@@ -40,7 +42,9 @@ def transcript_for(
     model = models.load(speech.TranscriptModel, PARAMS)
     samples = speech.read_wav(audio["path"])
     duration = samples.shape[0] / speech.SAMPLE_RATE
+    started = time.perf_counter()
     result = model(samples, progress=ProgressLog(context, key, duration))
+    model_seconds = time.perf_counter() - started
     table = store.write_table(ASSET, VERSION, key, speech.transcript_table(result))
     store.prune_other_versions(ASSET, key, VERSION)
     words = sum(len(s.words) for s in result.segments)
@@ -52,6 +56,8 @@ def transcript_for(
         "language": result.language,
         "language_probability": round(result.language_probability, 3),
         "audio_seconds": round(duration, 2),
+        "model_seconds": round(model_seconds, 2),
+        "realtime_factor": round(duration / model_seconds, 1) if model_seconds > 0 else None,
         "text_preview": result.text[:300],
         "preview": [[round(s.start, 1), round(s.end, 1), s.text[:80]] for s in result.segments[:12]],
     }
@@ -78,6 +84,7 @@ def transcript(
                     "language_probability": m["language_probability"],
                     "words": m["words"],
                     "audio_seconds": m["audio_seconds"],
+                    "model_seconds": m["model_seconds"],
                     "table": MetadataValue.path(m["table"]),
                     "text": MetadataValue.text(m["text_preview"]),
                     "preview": MetadataValue.md(md_table(["start s", "end s", "text"], m["preview"])),

@@ -129,3 +129,5 @@ def test_speech_is_transcribed_with_language_and_times(
     mat = instance.get_latest_materialization_event(AssetKey("transcript"))
     assert mat is not None and mat.asset_materialization is not None
     assert mat.asset_materialization.metadata["language"].value == "en"
+    manifest = store.read_manifest("transcript", key)
+    assert manifest is not None and manifest["model_seconds"] > 0 and manifest["realtime_factor"] > 1
