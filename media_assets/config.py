@@ -36,7 +36,9 @@ ALGORITHM_REVISION: dict[str, str] = {
     "safety": "1",
     "tags": "1",
     "transcript": "1",
-    "search_index": "1",
+    "summary": "1",
+    # 2: the summary is indexed too
+    "search_index": "2",
     "person_dossiers": "1",
 }
 
@@ -75,6 +77,7 @@ MODEL_PARAMS: dict[str, str] = {
     "safety": "media_assets.analysis.safety:SafetyParams",
     "tags": "media_assets.analysis.tags:TagParams",
     "transcript": "media_assets.analysis.transcript:TranscriptParams",
+    "summary": "media_assets.analysis.summary:SummaryParams",
     "search_index": "media_assets.analysis.text_search:TextParams",
     "person_dossiers": "media_assets.analysis.people:PeopleParams",
 }

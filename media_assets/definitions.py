@@ -13,6 +13,7 @@ from media_assets.people import person_dossiers
 from media_assets.poses import poses
 from media_assets.safety import safety
 from media_assets.search_index import search_index
+from media_assets.summary import summary
 from media_assets.tags import tags
 from media_assets.transcript import transcript
 from resources import build_resources
@@ -29,6 +30,7 @@ defs = Definitions(
         safety,
         tags,
         transcript,
+        summary,
         search_index,
         person_dossiers,
     ],

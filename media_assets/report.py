@@ -95,6 +95,9 @@ def show(store: MediaStore, key: str) -> dict[str, Any]:
     transcript = store.read_manifest("transcript", key)
     if transcript and transcript.get("table"):
         out["transcript"] = _transcript(store, transcript)
+    summary = store.read_manifest("summary", key)
+    if summary and summary.get("summary"):
+        out["summary"] = summary["summary"]
     manifests = {
         "media_file": media,
         "keyframes": frames,
@@ -105,6 +108,7 @@ def show(store: MediaStore, key: str) -> dict[str, Any]:
         "faces": faces,
         "safety": safety,
         "transcript": transcript,
+        "summary": summary,
     }
     out["versions"] = {asset: m["version"] for asset, m in manifests.items() if m}
     return out

@@ -1,4 +1,4 @@
-"""`search_index`: every media's spoken words, screen text and tags as vectors in Qdrant's `text`.
+"""`search_index`: every media's spoken words, screen text, tags and summary as vectors in Qdrant's `text`.
 
 One collection for all sources, so one query ranks spoken moments against slides and tags; the
 payload's `source` lets `medialens search --kind` narrow it. Re-materialising a partition replaces
@@ -42,7 +42,7 @@ def index_for(
         _rows(store, inputs["transcript"], "table"),
         _rows(store, inputs["ocr_text"], "lines_table"),
         _rows(store, inputs["tags"], "media_table"),
-        None,
+        (inputs["summary"] or {}).get("summary"),
         params=PARAMS,
     )
     embed = models.load(text_search.TextEmbedder, PARAMS) if found else None
@@ -71,13 +71,14 @@ def index_for(
     code_version=VERSION,
     kinds={"qdrant"},
     description=f"Text search index ({text_search.MODEL_ID}, multilingual, 512-d): transcript windows, "
-    "OCR lines and tags of each media as vectors in Qdrant's `text` collection.",
+    "OCR lines, tags and the summary of each media as vectors in Qdrant's `text` collection.",
 )
 def search_index(
     context: AssetExecutionContext,
     transcript: Manifests,
     ocr_text: Manifests,
     tags: Manifests,
+    summary: Manifests,
     store: MediaStore,
     models: ModelRunner,
     qdrant: QdrantResource,
@@ -87,6 +88,7 @@ def search_index(
             "transcript": transcript.get(key),
             "ocr_text": ocr_text.get(key),
             "tags": tags.get(key),
+            "summary": summary.get(key),
         }
         return index_for(context, store, models, qdrant, key, inputs)
 

@@ -13,6 +13,11 @@ from media_assets.config import Paths
 from media_assets.samples import generate_bad_inputs, generate_samples
 from resources import build_resources
 
+# Read before any asset module computes its settings (they are read once per process, at import).
+TEST_CONFIG = Path(__file__).parent / "medialens-test.yaml"
+TEST_SETTINGS = TEST_CONFIG.read_text()
+os.environ["MEDIALENS_CONFIG"] = str(TEST_CONFIG)
+
 
 @pytest.fixture(scope="session")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -51,4 +56,6 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     """Environment for running the real `medialens` entry point against an isolated home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_"))}
     env.update(MEDIALENS_HOME=str(tmp_path / "home"), DAGSTER_HOME=str(tmp_path / "dagster_home"))
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / "medialens.yaml").write_text(TEST_SETTINGS)
     return env

@@ -21,7 +21,8 @@ EXPECTED_GRAPH = {
     "safety": {"keyframes", "poses"},
     "tags": {"keyframes"},
     "transcript": {"audio_track"},
-    "search_index": {"transcript", "ocr_text", "tags"},
+    "summary": {"media_file", "transcript", "ocr_text", "tags", "safety"},
+    "search_index": {"transcript", "ocr_text", "tags", "summary"},
 }
 LIBRARY_GRAPH = {"person_dossiers": {"faces"}}  # unpartitioned: over every media
 

@@ -404,14 +404,15 @@ def rank_sentences(sentences: Sequence[str], context: str = "", embed: Embed | N
     n = len(sentences)
     if n == 0:
         return np.zeros(0)
-    vec = _vectors([*sentences, context or " "], embed)
-    sents, ctx = vec[:n], vec[n]
+    # an empty context is not embedded: embedders refuse blank text (audio has no slides)
+    vec = _vectors([*sentences, context] if context.strip() else list(sentences), embed)
+    sents = vec[:n]
     sim = sents @ sents.T
     np.fill_diagonal(sim, 0.0)
     score = sim.sum(axis=1) / max(1, n - 1)
     score = score / score.max() if score.max() > 0 else np.ones(n)
-    if context:
-        ctx_sim = sents @ ctx
+    if context.strip():
+        ctx_sim = sents @ vec[n]
         score = score + 0.5 * (ctx_sim / ctx_sim.max() if ctx_sim.max() > 0 else 0.0)
     for i, s in enumerate(sentences):
         n_words = len(words(s))

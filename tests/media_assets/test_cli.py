@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[2]
 MEDIALENS = Path(sys.executable).parent / "medialens"
 CONTRACT = ROOT.parent / "shared" / "contract" / "check.py"
@@ -81,7 +83,7 @@ def test_stale_after_a_settings_change(
     assert json.loads(ml(cli_env, "stale", "--json").stdout) == {"stale": []}
 
     config = tmp_path / "medialens.yaml"
-    config.write_text("keyframes: {max_gap_s: 2.0}\n")
+    config.write_text(TEST_SETTINGS + "keyframes: {max_gap_s: 2.0}\n")
     env = {**cli_env, "MEDIALENS_CONFIG": str(config)}
     stale = json.loads(ml(env, "stale", "--json").stdout)["stale"]
     changed = [s for s in stale if s["asset"] == "keyframes"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import TEST_SETTINGS
 from tests.media_assets.test_cli import ml
 
 
@@ -20,6 +21,8 @@ def analysed(
     home = tmp_path_factory.mktemp("search")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_"))}
     env.update(MEDIALENS_HOME=str(home / "home"), DAGSTER_HOME=str(home / "dagster_home"))
+    (home / "home").mkdir()
+    (home / "home" / "medialens.yaml").write_text(TEST_SETTINGS)
     files = [samples[n] for n in ("talk.mp4", "speech.mp3", "chelsea.webp")]
     p = ml(env, "analyse", *map(str, files), "--json")
     assert p.returncode == 0, p.stderr
@@ -78,13 +81,29 @@ def test_reanalysis_replaces_points_instead_of_adding(
     before = qdrant.count("text", partition=keys["talk.mp4"])
     assert before > 0
     config = Path(env["MEDIALENS_HOME"]) / "medialens.yaml"
-    config.write_text("search_index: {denoise_numbers: true}\n")  # a new version of the index only
+    config.write_text(TEST_SETTINGS + "search_index: {denoise_numbers: true}\n")  # a new version of the index only
     try:
         stale = json.loads(ml(env, "stale", "--json").stdout)["stale"]
         assert {s["asset"] for s in stale} == {"search_index"}
         p = ml(env, "analyse", str(samples["talk.mp4"]), "--json")
         assert p.returncode == 0, p.stderr
     finally:
-        config.unlink()
+        config.write_text(TEST_SETTINGS)
     payloads = [pl for pl in qdrant.scroll_payloads("text") if pl["partition"] == keys["talk.mp4"]]
     assert len(payloads) == before and len({pl["model_version"] for pl in payloads}) == 1
+
+
+@pytest.mark.slow
+def test_summaries_are_shown_and_searchable(analysed: tuple[dict[str, str], dict[str, str]]) -> None:
+    env, keys = analysed
+    shown = {name: json.loads(ml(env, "show", key, "--json").stdout)["summary"] for name, key in keys.items()}
+    for name, s in shown.items():
+        assert s["title"] and s["summary"] and isinstance(s["topics"], list), (name, s)
+        assert s["method"] == "extractive", s  # the suite's settings: no LLM
+    assert shown["speech.mp3"]["language"] == "en"
+    assert "harbour" in (shown["speech.mp3"]["summary"] + shown["speech.mp3"]["title"]).lower()
+    # a slide's title line, not page chrome or a transcript fragment
+    assert shown["talk.mp4"]["title"] in {"Quarterly results", "Crane offline at pier 4", "Safety first: wear helmets"}
+    assert shown["chelsea.webp"]["summary"].startswith("An image")  # no text at all: from its tags
+    best = hits(env, "harbour recording", "--kind", "summary")[0]
+    assert (best["key"], best["source"], best["start"]) == (keys["speech.mp3"], "summary", None)

@@ -274,6 +274,13 @@ def test_custom_embedding_function() -> None:
     assert s.title == "Solar Power for Homes" and 2 <= n_sentences(s) <= 4
     assert_schema(s)
 
+    def strict(texts: list[str]) -> np.ndarray:  # like TextEmbedder: blank text is an error
+        assert all(t.strip() for t in texts), texts
+        return embed(texts)
+
+    spoken = extractive_summary(SummaryInputs.from_analyses(segments=TALK), embed=strict)  # audio: no slides
+    assert 2 <= n_sentences(spoken) <= 4
+
 
 class _FakeServer:
     """A local OpenAI-compatible endpoint replaying canned answers: tests the client, retry and
