@@ -18,6 +18,11 @@ test: install
 ## dev: Dagster UI + daemon on http://127.0.0.1:3000; files dropped into $$MEDIALENS_HOME/inbox are analysed
 dev: install
 	mkdir -p $(MEDIALENS_HOME)/inbox
+	@# REDIS_URL set: the inference cache; start a bounded local redis-server unless one answers there
+	@if [ -n "$$REDIS_URL" ]; then \
+	  redis-cli -u "$$REDIS_URL" ping >/dev/null 2>&1 || \
+	  redis-server deploy/redis.conf --daemonize yes --dir $(MEDIALENS_HOME) --pidfile $(MEDIALENS_HOME)/redis.pid; \
+	fi
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 install: system-deps $(VENV)/.installed

@@ -11,6 +11,7 @@ from media_assets.analysis import faces as facing
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.qdrant import QdrantResource, VectorPoint
 from resources.store import MediaStore
@@ -35,10 +36,21 @@ def faces_for(
     qdrant: QdrantResource,
     key: str,
     frames: Manifest,
+    cache: InferenceCache | None = None,
 ) -> Manifest:
     """Find and embed the faces of every keyframe; make them the partition's only face vectors."""
     _, results, stats = infer_on_keyframes(
-        context, models, facing.FaceModel, PARAMS, frames, key, "faces", batch_size=4
+        context,
+        models,
+        facing.FaceModel,
+        PARAMS,
+        frames,
+        key,
+        "faces",
+        batch_size=4,
+        cache=cache,
+        asset=ASSET,
+        version=VERSION,
     )
     rows = [
         {"kf": ref.kf, "t": ref.t, "face": i, **asdict(face)} for ref, found in results for i, face in enumerate(found)
@@ -89,21 +101,33 @@ def faces(
     store: MediaStore,
     models: ModelRunner,
     qdrant: QdrantResource,
+    inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
     manifests = for_each_partition(
-        context, lambda key: faces_for(context, store, models, qdrant, key, keyframes[key]), names
+        context, lambda key: faces_for(context, store, models, qdrant, key, keyframes[key], inference_cache), names
     )
     if len(manifests) == 1:
         m = next(iter(manifests.values()))
         metadata = {
             "dagster/row_count": m["faces"],
-            **{k: m[k] for k in ("vectors", "max_faces", "keyframes_with_faces", "keyframes", "skipped_keyframes")},
+            **{
+                k: m[k]
+                for k in (
+                    "vectors",
+                    "max_faces",
+                    "keyframes_with_faces",
+                    "keyframes",
+                    "inferred_keyframes",
+                    "cache_hits",
+                    "skipped_keyframes",
+                )
+            },
             "model_seconds": m["model_seconds"],
             "model": facing.MODEL_ID,
             "table": MetadataValue.path(m["table"]),
             "preview": MetadataValue.md(md_table(["t s", "box", "score"], m["preview"])),
         }
     else:
-        metadata = summary_metadata(manifests, ["faces", "vectors", "keyframes", "model_seconds"])
+        metadata = summary_metadata(manifests, ["faces", "vectors", "keyframes", "cache_hits", "model_seconds"])
     return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})

@@ -6,7 +6,7 @@ new weights or a changed threshold make exactly that asset (and what depends on 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -14,6 +14,7 @@ from media_assets.config import Settings
 from media_assets.on_keyframes import KeyframeRef, RunStats, keyframe_refs, run_on_keyframes
 from media_assets.per_media import PER_MEDIA
 from ops_gpu.device import GPU_POOL
+from resources.inference_cache import InferenceCache
 from resources.model_files import fingerprint
 
 # Heavy inference steps: one at a time per machine (dagster.yaml pools.default_limit).
@@ -46,17 +47,35 @@ def infer_on_keyframes(
     what: str,
     batch_size: int,
     reuse_unchanged: bool = False,
+    cache: InferenceCache | None = None,
+    asset: str = "",
+    version: str = "",
 ) -> tuple[list[KeyframeRef], list[tuple[KeyframeRef, list[Any]]], RunStats]:
-    """A partition's keyframes through one model (loaded once per process, not at all for media
-    without keyframes), with progress and skipped frames in the run's log."""
+    """A partition's keyframes through one model (loaded once per process on first need: not at all
+    for media without keyframes or when every keyframe is in the `cache`), with progress and skipped
+    frames in the run's log. Cached results are keyed by `asset`, its `version` and each keyframe
+    file's sha256."""
     refs = keyframe_refs(dict(frames))
-    model = models.load(factory, params) if refs else None
+    loaded: list[Any] = []
+
+    def model(images: Sequence[Any]) -> list[list[Any]]:
+        if not loaded:
+            loaded.append(models.load(factory, params))
+        result: list[list[Any]] = loaded[0](images)
+        return result
+
+    if cache is not None and not (asset and version):
+        raise ValueError("infer_on_keyframes: a cache needs the asset name and version to key results by")
+    scope = cache.scope(asset, version, context.log.warning, context.run_id) if cache is not None else None
     results, stats = run_on_keyframes(
-        model or (lambda images: []),
+        model,
         refs,
         batch_size=batch_size,
         reuse_unchanged=reuse_unchanged,
         log=lambda msg: context.log.info(f"{key}: {what} {msg}"),
         warn=context.log.warning,
+        cache=scope,
     )
+    if stats.cache_hits:
+        context.log.info(f"{key}: {what}: {stats.cache_hits} of {stats.frames} keyframes from the inference cache")
     return refs, results, stats

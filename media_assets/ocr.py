@@ -8,6 +8,7 @@ from media_assets.analysis import ocr
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.store import MediaStore
 
@@ -18,11 +19,27 @@ VERSION = model_version(SETTINGS, ASSET, ocr, PARAMS)
 
 
 def ocr_for(
-    context: AssetExecutionContext, store: MediaStore, models: ModelRunner, key: str, frames: Manifest
+    context: AssetExecutionContext,
+    store: MediaStore,
+    models: ModelRunner,
+    key: str,
+    frames: Manifest,
+    cache: InferenceCache | None = None,
 ) -> Manifest:
     """Read every keyframe (a held slide is read once) and merge repeated lines."""
     _, results, stats = infer_on_keyframes(
-        context, models, ocr.OcrModel, PARAMS, frames, key, "OCR", batch_size=4, reuse_unchanged=True
+        context,
+        models,
+        ocr.OcrModel,
+        PARAMS,
+        frames,
+        key,
+        "OCR",
+        batch_size=4,
+        reuse_unchanged=True,
+        cache=cache,
+        asset=ASSET,
+        version=VERSION,
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(line)} for ref, lines in results for line in lines]
     lines = ocr.dedupe_lines([(ref.t, recs) for ref, recs in results])
@@ -50,21 +67,32 @@ def ocr_for(
     "and the media's deduplicated lines (the same slide text over many keyframes is one line).",
 )
 def ocr_text(
-    context: AssetExecutionContext, keyframes: Manifests, store: MediaStore, models: ModelRunner
+    context: AssetExecutionContext,
+    keyframes: Manifests,
+    store: MediaStore,
+    models: ModelRunner,
+    inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
-    manifests = for_each_partition(context, lambda key: ocr_for(context, store, models, key, keyframes[key]), names)
+    manifests = for_each_partition(
+        context, lambda key: ocr_for(context, store, models, key, keyframes[key], inference_cache), names
+    )
     if len(manifests) == 1:
         m = next(iter(manifests.values()))
         metadata = {
             "dagster/row_count": m["detections"],
             "lines": m["lines"],
-            **{k: m[k] for k in ("keyframes", "inferred_keyframes", "reused_keyframes", "skipped_keyframes")},
+            **{
+                k: m[k]
+                for k in ("keyframes", "inferred_keyframes", "reused_keyframes", "cache_hits", "skipped_keyframes")
+            },
             "model_seconds": m["model_seconds"],
             "model": ocr.MODEL_ID,
             "table": MetadataValue.path(m["table"]),
             "preview": MetadataValue.md(md_table(["first s", "last s", "text"], m["preview"])),
         }
     else:
-        metadata = summary_metadata(manifests, ["lines", "keyframes", "reused_keyframes", "model_seconds"])
+        metadata = summary_metadata(
+            manifests, ["lines", "keyframes", "reused_keyframes", "cache_hits", "model_seconds"]
+        )
     return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})

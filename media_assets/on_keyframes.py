@@ -3,15 +3,19 @@
 Every visual asset reads the keyframes `keyframes` stored (never the video again). A keyframe
 that cannot be decoded is skipped with a warning instead of failing the partition; a "gap"
 keyframe that shows the same picture as the one before (a slide held for a minute) can reuse the
-previous result, which is what makes OCR on talks cheap (FACTS.md: 30 s -> 7 s).
+previous result, which is what makes OCR on talks cheap (FACTS.md: 30 s -> 7 s). With a `cache`
+(resources/inference_cache.py), a keyframe whose file bytes were analysed before by the same model
+version takes the stored result instead of running the model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -31,6 +35,15 @@ class KeyframeRef:
     shot: int
 
 
+class ResultCache(Protocol):
+    """Stored results by sha256 of the input file (resources.inference_cache.ScopedCache fits);
+    a miss is None, an empty list is a hit. Must not raise when its store is unreachable."""
+
+    def get_many(self, keys: Sequence[str]) -> list[Any | None]: ...
+
+    def put_many(self, items: Mapping[str, Any]) -> None: ...
+
+
 @dataclass
 class RunStats:
     """What happened to the frames, for the asset's metadata."""
@@ -38,6 +51,7 @@ class RunStats:
     frames: int = 0
     inferred: int = 0
     reused: int = 0
+    cache_hits: int = 0
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -46,6 +60,7 @@ class RunStats:
             "keyframes": self.frames,
             "inferred_keyframes": self.inferred,
             "reused_keyframes": self.reused,
+            "cache_hits": self.cache_hits,
             "skipped_keyframes": len(self.skipped),
             "model_seconds": round(self.seconds, 2),
         }
@@ -62,7 +77,7 @@ def keyframe_refs(keyframes_manifest: dict[str, Any]) -> list[KeyframeRef]:
     ]
 
 
-def load_rgb(path: str) -> np.ndarray:
+def load_rgb(path: str | io.BytesIO) -> np.ndarray:
     """A keyframe as an RGB uint8 array (raises OSError for a missing or corrupt file)."""
     with Image.open(path) as img:
         img.load()
@@ -80,8 +95,12 @@ def run_on_keyframes(
     reuse_unchanged: bool = False,
     log: Callable[[str], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    cache: ResultCache | None = None,
 ) -> tuple[list[tuple[KeyframeRef, list[Any]]], RunStats]:
-    """`model` over every keyframe; returns (keyframe, records) in order, and what it did."""
+    """`model` over every keyframe; returns (keyframe, records) in order, and what it did.
+
+    With `cache`, keyframes are looked up by the sha256 of their file (one `get_many` per batch)
+    and only the misses reach `model`, whose results are stored (one `put_many` per batch)."""
     stats = RunStats(frames=len(refs))
     results: dict[int, list[Any]] = {}
     reuse_of: dict[int, int] = {}  # kf -> kf whose results it reuses
@@ -91,9 +110,16 @@ def run_on_keyframes(
     for start in range(0, len(refs), batch_size):
         batch = refs[start : start + batch_size]
         todo: list[tuple[KeyframeRef, np.ndarray]] = []
+        digests: dict[int, str] = {}
         for ref in batch:
             try:
-                image = load_rgb(ref.path)
+                if cache is None:
+                    image = load_rgb(ref.path)
+                else:
+                    with open(ref.path, "rb") as f:
+                        data = f.read()
+                    image = load_rgb(io.BytesIO(data))
+                    digests[ref.kf] = hashlib.sha256(data).hexdigest()
             except (OSError, ValueError) as exc:
                 stats.skipped.append(f"keyframe {ref.kf} at {ref.t:.1f} s: {exc}")
                 if warn:
@@ -116,6 +142,13 @@ def run_on_keyframes(
                     continue
                 prev_kf = ref.kf
             todo.append((ref, image))
+        if todo and cache is not None:
+            cached = cache.get_many([digests[ref.kf] for ref, _ in todo])
+            for (ref, _), records in zip(todo, cached, strict=True):
+                if records is not None:
+                    results[ref.kf] = list(records)
+                    stats.cache_hits += 1
+            todo = [(ref, image) for ref, image in todo if ref.kf not in results]
         if todo:
             started = time.perf_counter()
             outputs = model([image for _, image in todo])
@@ -123,6 +156,8 @@ def run_on_keyframes(
             stats.inferred += len(todo)
             for (ref, _), records in zip(todo, outputs, strict=True):
                 results[ref.kf] = list(records)
+            if cache is not None:
+                cache.put_many({digests[ref.kf]: results[ref.kf] for ref, _ in todo})
         done = min(start + batch_size, len(refs)) / max(len(refs), 1)
         if log and len(refs) > batch_size and done >= next_report:
             log(f"{done:.0%} of {len(refs)} keyframes")

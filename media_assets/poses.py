@@ -8,6 +8,7 @@ from media_assets.analysis import poses as posing
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.store import MediaStore
 
@@ -18,11 +19,26 @@ VERSION = model_version(SETTINGS, ASSET, posing, PARAMS)
 
 
 def poses_for(
-    context: AssetExecutionContext, store: MediaStore, models: ModelRunner, key: str, frames: Manifest
+    context: AssetExecutionContext,
+    store: MediaStore,
+    models: ModelRunner,
+    key: str,
+    frames: Manifest,
+    cache: InferenceCache | None = None,
 ) -> Manifest:
     """Find the people in every keyframe and give each a landmark pass."""
     _, results, stats = infer_on_keyframes(
-        context, models, posing.PoseModel, PARAMS, frames, key, "poses", batch_size=8
+        context,
+        models,
+        posing.PoseModel,
+        PARAMS,
+        frames,
+        key,
+        "poses",
+        batch_size=8,
+        cache=cache,
+        asset=ASSET,
+        version=VERSION,
     )
     rows = [
         {"kf": ref.kf, "t": ref.t, "person": i, **asdict(pose)}
@@ -57,15 +73,31 @@ def poses_for(
     "per keyframe, in keyframe pixels.",
 )
 def poses(
-    context: AssetExecutionContext, keyframes: Manifests, store: MediaStore, models: ModelRunner
+    context: AssetExecutionContext,
+    keyframes: Manifests,
+    store: MediaStore,
+    models: ModelRunner,
+    inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
-    manifests = for_each_partition(context, lambda key: poses_for(context, store, models, key, keyframes[key]), names)
+    manifests = for_each_partition(
+        context, lambda key: poses_for(context, store, models, key, keyframes[key], inference_cache), names
+    )
     if len(manifests) == 1:
         m = next(iter(manifests.values()))
         metadata = {
             "dagster/row_count": m["poses"],
-            **{k: m[k] for k in ("max_people", "keyframes_with_people", "keyframes", "skipped_keyframes")},
+            **{
+                k: m[k]
+                for k in (
+                    "max_people",
+                    "keyframes_with_people",
+                    "keyframes",
+                    "inferred_keyframes",
+                    "cache_hits",
+                    "skipped_keyframes",
+                )
+            },
             "mean_visibility": m["mean_visibility"] if m["mean_visibility"] is not None else 0.0,
             "model_seconds": m["model_seconds"],
             "model": posing.MODEL_ID,
@@ -73,5 +105,5 @@ def poses(
             "preview": MetadataValue.md(md_table(["t s", "people", "best score"], m["preview"])),
         }
     else:
-        metadata = summary_metadata(manifests, ["poses", "max_people", "keyframes", "model_seconds"])
+        metadata = summary_metadata(manifests, ["poses", "max_people", "keyframes", "cache_hits", "model_seconds"])
     return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})

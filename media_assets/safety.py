@@ -15,6 +15,7 @@ from media_assets.analysis import safety as moderation
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.store import MediaStore
 
@@ -40,10 +41,21 @@ def safety_for(
     key: str,
     frames: Manifest,
     poses_manifest: Manifest,
+    cache: InferenceCache | None = None,
 ) -> Manifest:
     """Label every keyframe, find restraint cues in the poses, and weigh both into one verdict."""
     refs, results, stats = infer_on_keyframes(
-        context, models, moderation.SafetyModel, PARAMS, frames, key, "safety", batch_size=moderation.MAX_BATCH
+        context,
+        models,
+        moderation.SafetyModel,
+        PARAMS,
+        frames,
+        key,
+        "safety",
+        batch_size=moderation.MAX_BATCH,
+        cache=cache,
+        asset=ASSET,
+        version=VERSION,
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(label)} for ref, labels in results for label in labels]
     people = poses_by_keyframe(poses_manifest)
@@ -89,10 +101,11 @@ def safety(
     poses: Manifests,
     store: MediaStore,
     models: ModelRunner,
+    inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
     manifests = for_each_partition(
-        context, lambda key: safety_for(context, store, models, key, keyframes[key], poses[key]), names
+        context, lambda key: safety_for(context, store, models, key, keyframes[key], poses[key], inference_cache), names
     )
     if len(manifests) == 1:
         m = next(iter(manifests.values()))
@@ -102,7 +115,9 @@ def safety(
             "verdict": m["verdict"],
             "reasons": MetadataValue.md("\n".join(f"- {r}" for r in m["reasons"]) or "none"),
             "restraint_cues": len(m["restraint_cues"]),
-            **{k: m[k] for k in ("keyframes", "skipped_keyframes", "model_seconds")},
+            **{
+                k: m[k] for k in ("keyframes", "inferred_keyframes", "cache_hits", "skipped_keyframes", "model_seconds")
+            },
             "model": moderation.MODEL_ID,
             "table": MetadataValue.path(m["table"]),
             "labels_seen": MetadataValue.md(md_table(["label", "keyframes", "best score"], _label_counts(labels))),

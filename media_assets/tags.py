@@ -8,6 +8,7 @@ from media_assets.analysis import tags as tagging
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.store import MediaStore
 
@@ -18,11 +19,26 @@ VERSION = model_version(SETTINGS, ASSET, tagging, PARAMS)
 
 
 def tags_for(
-    context: AssetExecutionContext, store: MediaStore, models: ModelRunner, key: str, frames: Manifest
+    context: AssetExecutionContext,
+    store: MediaStore,
+    models: ModelRunner,
+    key: str,
+    frames: Manifest,
+    cache: InferenceCache | None = None,
 ) -> Manifest:
     """Classify every keyframe in batches and count how often each class appears."""
     _, results, stats = infer_on_keyframes(
-        context, models, tagging.TagModel, PARAMS, frames, key, "tags", batch_size=16
+        context,
+        models,
+        tagging.TagModel,
+        PARAMS,
+        frames,
+        key,
+        "tags",
+        batch_size=16,
+        cache=cache,
+        asset=ASSET,
+        version=VERSION,
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(tag)} for ref, tags in results for tag in tags]
     histogram = tagging.media_tags([tags for _, tags in results])
@@ -49,19 +65,27 @@ def tags_for(
     "histogram (best score and number of keyframes per tag).",
 )
 def tags(
-    context: AssetExecutionContext, keyframes: Manifests, store: MediaStore, models: ModelRunner
+    context: AssetExecutionContext,
+    keyframes: Manifests,
+    store: MediaStore,
+    models: ModelRunner,
+    inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
-    manifests = for_each_partition(context, lambda key: tags_for(context, store, models, key, keyframes[key]), names)
+    manifests = for_each_partition(
+        context, lambda key: tags_for(context, store, models, key, keyframes[key], inference_cache), names
+    )
     if len(manifests) == 1:
         m = next(iter(manifests.values()))
         metadata = {
             "dagster/row_count": m["tags"],
-            **{k: m[k] for k in ("keyframes", "skipped_keyframes", "model_seconds")},
+            **{
+                k: m[k] for k in ("keyframes", "inferred_keyframes", "cache_hits", "skipped_keyframes", "model_seconds")
+            },
             "model": tagging.MODEL_ID,
             "table": MetadataValue.path(m["table"]),
             "top_tags": MetadataValue.md(md_table(["tag", "best score", "keyframes"], m["top"])),
         }
     else:
-        metadata = summary_metadata(manifests, ["tags", "keyframes", "model_seconds"])
+        metadata = summary_metadata(manifests, ["tags", "keyframes", "cache_hits", "model_seconds"])
     return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})

@@ -8,6 +8,7 @@ from media_assets.analysis import transcript as speech
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from resources.inference_cache import InferenceCache, file_digest
 from resources.models import ModelRunner
 from resources.store import MediaStore
 
@@ -32,19 +33,35 @@ class ProgressLog:
 
 
 def transcript_for(
-    context: AssetExecutionContext, store: MediaStore, models: ModelRunner, key: str, audio: Manifest
+    context: AssetExecutionContext,
+    store: MediaStore,
+    models: ModelRunner,
+    key: str,
+    audio: Manifest,
+    cache: InferenceCache | None = None,
 ) -> Manifest:
-    """Transcribe one partition's audio track; media without sound have no transcript (table None)."""
+    """Transcribe one partition's audio track; media without sound have no transcript (table None).
+    An audio file transcribed before by this model version (same sha256) is read from the cache."""
     base = {"key": key, "version": VERSION, "model": MODEL_NAME, "table": None, "segments": 0}
     if not audio.get("path"):
         store.prune_other_versions(ASSET, key, VERSION)
         return base
-    model = models.load(speech.TranscriptModel, PARAMS)
+    scope = cache.scope(ASSET, VERSION, context.log.warning, context.run_id) if cache is not None else None
+    digest = file_digest(audio["path"]) if scope is not None else ""
+    cached = scope.get(digest) if scope is not None else None
+    result = cached if isinstance(cached, speech.Transcript) else None
+    hit = result is not None
     samples = speech.read_wav(audio["path"])
     duration = samples.shape[0] / speech.SAMPLE_RATE
     started = time.perf_counter()
-    result = model(samples, progress=ProgressLog(context, key, duration))
-    model_seconds = time.perf_counter() - started
+    if result is not None:
+        context.log.info(f"{key}: transcript from the inference cache")
+    else:
+        model = models.load(speech.TranscriptModel, PARAMS)
+        result = model(samples, progress=ProgressLog(context, key, duration))
+        if scope is not None:
+            scope.put(digest, result)
+    model_seconds = 0.0 if hit else time.perf_counter() - started
     table = store.write_table(ASSET, VERSION, key, speech.transcript_table(result))
     store.prune_other_versions(ASSET, key, VERSION)
     words = sum(len(s.words) for s in result.segments)
@@ -57,6 +74,7 @@ def transcript_for(
         "language_probability": round(result.language_probability, 3),
         "audio_seconds": round(duration, 2),
         "model_seconds": round(model_seconds, 2),
+        "cache_hits": int(hit),
         "realtime_factor": round(duration / model_seconds, 1) if model_seconds > 0 else None,
         "text_preview": result.text[:300],
         "preview": [[round(s.start, 1), round(s.end, 1), s.text[:80]] for s in result.segments[:12]],
@@ -71,9 +89,15 @@ def transcript_for(
     "word timestamps, and the detected language; none for images and silent videos.",
 )
 def transcript(
-    context: AssetExecutionContext, audio_track: Manifests, store: MediaStore, models: ModelRunner
+    context: AssetExecutionContext,
+    audio_track: Manifests,
+    store: MediaStore,
+    models: ModelRunner,
+    inference_cache: InferenceCache,
 ) -> MaterializeResult:
-    manifests = for_each_partition(context, lambda key: transcript_for(context, store, models, key, audio_track[key]))
+    manifests = for_each_partition(
+        context, lambda key: transcript_for(context, store, models, key, audio_track[key], inference_cache)
+    )
     if len(manifests) == 1:
         m = next(iter(manifests.values()))
         metadata: dict = {"dagster/row_count": m["segments"], "model": MODEL_NAME, "has_speech_track": bool(m["table"])}
@@ -85,6 +109,7 @@ def transcript(
                     "words": m["words"],
                     "audio_seconds": m["audio_seconds"],
                     "model_seconds": m["model_seconds"],
+                    "cache_hits": m["cache_hits"],
                     "table": MetadataValue.path(m["table"]),
                     "text": MetadataValue.text(m["text_preview"]),
                     "preview": MetadataValue.md(md_table(["start s", "end s", "text"], m["preview"])),

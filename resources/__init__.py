@@ -14,6 +14,7 @@ from media_assets.config import Paths
 def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The resources every asset, sensor and CLI command uses, pointing under `paths`."""
     from resources.inbox import InboxResource
+    from resources.inference_cache import InferenceCache
     from resources.manifests import ManifestIOManager
     from resources.models import ModelRunner
     from resources.qdrant import QdrantResource
@@ -32,4 +33,6 @@ def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[
         "inbox": InboxResource(path=str(paths.inbox)),
         "qdrant": qdrant,
         "models": ModelRunner(device=env.get("MEDIALENS_DEVICE", "auto")),
+        # Model results by input hash, so re-runs of unchanged inputs skip inference; off without REDIS_URL.
+        "inference_cache": InferenceCache(url=EnvVar("REDIS_URL")) if env.get("REDIS_URL") else InferenceCache(),
     }

@@ -53,7 +53,7 @@ def test_job_sensor_and_resources() -> None:
     sensor = defs.resolve_sensor_def("media_upload_sensor")
     assert sensor.job_name == "analyse_media"
     assert sensor.default_status.value == "RUNNING"
-    assert {"store", "manifests", "inbox", "qdrant", "models"} <= set(defs.resources or {})
+    assert {"store", "manifests", "inbox", "qdrant", "models", "inference_cache"} <= set(defs.resources or {})
 
 
 @pytest.mark.slow

@@ -1,0 +1,284 @@
+"""The inference cache against a real redis-server: every record type survives the trip, nothing but
+our own records decodes, a dead or dying Redis is a warning and misses (never an exception), and the
+deploy config bounds memory with LRU eviction."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from media_assets.analysis.faces import Face
+from media_assets.analysis.ocr import OcrLine
+from media_assets.analysis.poses import Pose
+from media_assets.analysis.safety import SafetyLabel
+from media_assets.analysis.tags import Tag
+from media_assets.analysis.transcript import Segment, Transcript, Word
+from resources import inference_cache
+from resources.inference_cache import InferenceCache, ScopedCache
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_CONF = ROOT / "deploy" / "redis.conf"
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server with deploy/redis.conf on a free 127.0.0.1 port, data in `folder`."""
+
+    def __init__(self, folder: Path, port: int | None = None, *extra: str) -> None:
+        self.folder, self.port, self.extra = folder, port or free_port(), extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        args = [
+            REDIS_SERVER,
+            str(REDIS_CONF),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.folder),
+        ]
+        self.proc = subprocess.Popen([*args, *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.05)
+        client.close()
+        return self
+
+    def kill(self) -> None:
+        """Gone at once, as a crashed or OOM-killed server."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path / "redis").start()
+    inference_cache.reset_for_tests()
+    try:
+        yield server
+    finally:
+        server.kill()
+        inference_cache.reset_for_tests()
+
+
+def scope_of(url: str, warnings: list[str], asset: str = "ocr_text", **kw: Any) -> ScopedCache:
+    scope = InferenceCache(url=url, **kw).scope(asset, "1-abcdef12", warnings.append, run_id="run-1")
+    assert scope is not None
+    return scope
+
+
+def records() -> dict[str, list[Any]]:
+    """One keyframe's results of every model family, with the value types the models produce."""
+    keypoints = tuple((float(i), 2.5 * i, -0.125, np.float32(0.75).item()) for i in range(33))
+    return {
+        "ocr": [
+            OcrLine("Größe & Übermaß", 0.987654321, (1.0, 2.0, 3.5, 2.0, 3.5, 9.0, 1.0, 9.0)),
+            OcrLine("", 0.5, ()),
+        ],
+        "poses": [Pose(box=(10.0, 20.0, 110.0, 220.0), score=0.93, keypoints=keypoints)],
+        "faces": [
+            Face(
+                box=(1.0, 2.0, 3.0, 4.0),
+                score=float(np.float32(0.8)),
+                embedding=tuple(float(x) for x in np.linspace(-1, 1, 128, dtype=np.float32)),
+                landmarks=((1.0, 2.0), (3.0, 4.0), (5.0, 6.0), (7.0, 8.0), (9.0, 10.0)),
+                thumbnail=bytes(range(256)) + b"\xff\xd8\x00",
+            )
+        ],
+        "safety": [SafetyLabel("FACE_FEMALE", 0.61, (0.0, 1.0, 2.0, 3.0))],
+        "tags": [Tag("tabby", 0.42, 281, "tabby, tabby cat"), Tag("lynx", 0.01, 287)],
+        "empty": [],  # a keyframe without text is a hit too, not a miss
+    }
+
+
+def test_every_record_type_survives_redis(redis_server: RedisServer) -> None:
+    warnings: list[str] = []
+    scope = scope_of(redis_server.url, warnings)
+    values = records()
+    scope.put_many(values)
+    got = scope.get_many([*values, "never-stored"])
+    assert got == [*values.values(), None]
+    assert all(
+        type(a) is type(b) for v, g in zip(values.values(), got, strict=False) for a, b in zip(v, g, strict=True)
+    )
+    assert isinstance(got[2][0].thumbnail, bytes) and isinstance(got[1][0].keypoints[0], tuple)
+    assert scope.hits == len(values) and scope.misses == 1 and not warnings
+
+    words = (Word(0.0, 0.4, " Good", 0.91), Word(0.4, 0.9, " morning.", 0.88))
+    speech = Transcript("en", 0.99, 3.2, (Segment(0.0, 0.9, "Good morning.", -0.2, 0.01, words),))
+    scope.put("audio-sha", speech)
+    assert scope.get("audio-sha") == speech
+
+    # numpy scalars become plain numbers of the same value; arrays keep dtype, shape and bytes
+    arrays = [np.arange(12, dtype=np.float32).reshape(3, 4), np.array([[1, -2]], dtype=">i8"), np.zeros((0, 3))]
+    scope.put_many({"arr": arrays, "scalars": [np.float32(0.1), np.int64(7)]})
+    back = scope.get("arr")
+    assert back is not None
+    assert [(a.dtype, a.shape) for a in back] == [(a.dtype, a.shape) for a in arrays]
+    assert all(np.array_equal(a, b) for a, b in zip(arrays, back, strict=True))
+    assert scope.get("scalars") == [float(np.float32(0.1)), 7]
+
+    # keys name the asset and model version, so another asset or version never reads these
+    keys = sorted(k.decode() for k in redis_server.client().keys("*") if isinstance(k, bytes))
+    assert all(k.startswith("medialens:v1:ocr_text:1-abcdef12:") for k in keys), keys
+    other = InferenceCache(url=redis_server.url).scope("tags", "1-abcdef12")
+    assert other is not None and other.get_many(list(values)) == [None] * len(values)
+    assert 0 < redis_server.client().ttl(keys[0]) <= 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A record holding an array, as a future model might return."""
+
+    vector: np.ndarray
+    label: str
+
+
+def test_a_record_with_an_array_field(redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inference_cache, "RECORD_MODULES", ("media_assets.analysis.", __name__))
+    scope = scope_of(redis_server.url, [])
+    vec = np.linspace(0, 1, 512, dtype=np.float16)
+    scope.put("k", [Embedding(vec, "x")])
+    (back,) = scope.get("k") or [None]
+    assert isinstance(back, Embedding) and back.vector.dtype == np.float16 and np.array_equal(back.vector, vec)
+
+
+def test_foreign_values_are_misses_never_code(redis_server: RedisServer) -> None:
+    """Redis is not trusted: pickles, other programs' JSON and types outside the analysis records
+    are misses (with one warning), and the recomputed result overwrites them."""
+    warnings: list[str] = []
+    scope = scope_of(redis_server.url, warnings)
+    r = redis_server.client()
+    evil = {
+        "pickle": pickle.dumps(Tag("x", 1.0, 1)),
+        "not-json": b"\x00\x01garbage",
+        "other-json": b'{"hello": "world"}',
+        "os-system": b'{"v":1,"value":{"@type":"os:system","command":"touch /tmp/pwned"}}',
+        "builtins": b'{"v":1,"value":[{"@type":"builtins:dict"}]}',
+        "bad-field": b'{"v":1,"value":[{"@type":"media_assets.analysis.tags:Tag","label":1,"score":0.5,"class_id":1}]}',
+        "extra-field": (
+            b'{"v":1,"value":[{"@type":"media_assets.analysis.tags:Tag","label":"a","score":0.5,'
+            b'"class_id":1,"__class__":"x"}]}'
+        ),
+        "bad-array": b'{"v":1,"value":{"@ndarray":{"dtype":"<f4","shape":[1000],"data":"AAAA"}}}',
+        "object-array": b'{"v":1,"value":{"@ndarray":{"dtype":"|O","shape":[1],"data":"AAAAAAAAAAA="}}}',
+    }
+    for digest, raw in evil.items():
+        r.set(scope.key(digest), raw)
+    assert scope.get_many(list(evil)) == [None] * len(evil)
+    assert len(warnings) == 1 and "unreadable" in warnings[0], warnings
+    assert not Path("/tmp/pwned").exists()
+    scope.put("pickle", [Tag("tabby", 0.4, 281)])
+    assert scope.get("pickle") == [Tag("tabby", 0.4, 281)]
+
+
+def test_disabled_without_url() -> None:
+    cache = InferenceCache()
+    assert not cache.enabled and cache.scope("tags", "1-x") is None
+    assert cache.mget(["a", "b"]) == [None, None] and cache.mset({"a": b"1"}) is False
+
+
+def test_a_dead_redis_is_one_warning_and_misses() -> None:
+    inference_cache.reset_for_tests()
+    warnings: list[str] = []
+    url = f"redis://:s3cret@127.0.0.1:{free_port()}/0"  # nothing listens there
+    scope = scope_of(url, warnings)
+    started = time.perf_counter()
+    for _ in range(50):  # 50 batches of a run
+        assert scope.get_many(["a", "b", "c"]) == [None, None, None]
+        scope.put_many({"a": [Tag("x", 1.0, 1)]})
+    assert time.perf_counter() - started < 2.0  # the breaker stops trying after the first failure
+    assert len(warnings) == 1, warnings
+    assert "unreachable" in warnings[0] or "failed" in warnings[0]
+    assert "s3cret" not in warnings[0] and "127.0.0.1" in warnings[0]
+    # another asset in the same run does not warn again; another run does (once)
+    scope_of(url, warnings, asset="tags").get_many(["a"])
+    assert len(warnings) == 1
+    InferenceCache(url=url).scope("tags", "1-x", warnings.append, run_id="run-2").get_many(["a"])  # type: ignore[union-attr]
+    assert len(warnings) == 2
+    inference_cache.reset_for_tests()
+
+
+def test_a_dying_redis_then_recovering(redis_server: RedisServer) -> None:
+    warnings: list[str] = []
+    scope = scope_of(redis_server.url, warnings, retry_after_s=0.3)
+    scope.put("a", [Tag("x", 1.0, 1)])
+    assert scope.get("a") == [Tag("x", 1.0, 1)]
+    redis_server.kill()
+    assert scope.get_many(["a", "b"]) == [None, None]
+    scope.put("b", [Tag("y", 1.0, 2)])
+    assert len(warnings) == 1, warnings
+    redis_server.start()  # same port, empty (no persistence)
+    time.sleep(0.35)
+    assert scope.get("a") is None  # reachable again: a real miss
+    scope.put("a", [Tag("x", 1.0, 1)])
+    assert scope.get("a") == [Tag("x", 1.0, 1)] and len(warnings) == 1
+
+
+def test_deploy_config_bounds_memory_with_lru(redis_server: RedisServer) -> None:
+    r = redis_server.client()
+    assert r.config_get("maxmemory-policy") == {"maxmemory-policy": "allkeys-lru"}
+    assert r.config_get("maxmemory") == {"maxmemory": str(512 * 1024 * 1024)}
+    assert r.config_get("save") == {"save": ""} and r.config_get("appendonly") == {"appendonly": "no"}
+
+    # A small limit to watch eviction. Redis's LRU clock ticks once a second, so the writes are a
+    # second apart from the read that makes one old entry "recently used".
+    limit = 8 * 1024 * 1024
+    r.config_set("maxmemory", str(limit))
+    warnings: list[str] = []
+    scope = scope_of(redis_server.url, warnings, asset="faces")
+
+    def face(i: int) -> list[Face]:
+        return [Face((0.0, 0.0, 1.0, 1.0), 0.9, (0.0,) * 128, ((0.0, 0.0),) * 5, bytes([i % 256]) * 75_000)]
+
+    old = {f"old-{i}": face(i) for i in range(20)}  # ~2 MB
+    scope.put_many(old)
+    time.sleep(1.2)
+    assert scope.get("old-0") == face(0)  # read again: recently used
+    new = {f"new-{i}": face(i) for i in range(48)}  # ~5 MB more: over the limit
+    for i in range(0, 48, 4):
+        scope.put_many(dict(list(new.items())[i : i + 4]))
+    assert not warnings, warnings  # writes never fail: LRU makes room
+    evicted, used = r.info("stats")["evicted_keys"], r.info("memory")["used_memory"]
+    assert evicted > 0 and used <= limit, (evicted, used)
+    assert scope.get("old-0") == face(0)  # the recently read entry stayed
+    assert all(v is not None for v in scope.get_many(list(new))), (evicted, used)  # the newest are all there
+    assert sum(v is None for v in scope.get_many(list(old))) >= 5  # untouched old entries went first
