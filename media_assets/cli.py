@@ -133,6 +133,78 @@ def cmd_stale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reanalyse(args: argparse.Namespace) -> int:
+    from media_assets import reanalyse as ra
+    from media_assets.headless import dagster_instance
+
+    defs = _load_defs()
+    store = defs.resources["store"]
+    instance = dagster_instance(Paths.from_env())
+    try:
+        plan = ra.plan(instance, defs, args.asset, args.all_stale)
+    except ra.UnknownAsset as exc:
+        _err(str(exc))
+        return 2
+    for s in plan.skipped:
+        _err(f"skipped {s.asset} of {s.partition}: an input of it was never materialised (analyse the file again)")
+    planned = [i.as_dict() for i in plan.items]
+    if not plan.items:
+        if args.json:
+            _emit({"backfill_id": None, "backfill_ids": [], "partitions": [], "runs": 0, "status": "nothing stale"})
+        else:
+            print("nothing stale: every partition of those assets was analysed with the current version")
+        return 0
+    group = os.urandom(4).hex()
+    report_file = str(ra.report_path(store, group))
+    before = ra.snapshot(instance, store, plan)
+    ids = ra.launch(instance, defs, plan, args.max_per_run, f"medialens reanalyse {' '.join(plan.assets)}", group,
+                    report_file)  # fmt: skip
+    runs = ra.expected_runs(instance, plan, args.max_per_run)
+    _err(f"launched {len(ids)} backfill(s) for {len(plan.partitions)} partition(s) of {', '.join(plan.assets)} "
+         f"(~{runs} run(s) of at most {args.max_per_run} partitions)")  # fmt: skip
+    # DESIGN contract: backfill_id, partitions, runs, status; each chunk of N partitions is its own
+    # backfill (see media_assets/reanalyse.py), so backfill_id is the first and backfill_ids all of them
+    out: dict[str, Any] = {
+        "backfill_id": ids[0],
+        "backfill_ids": ids,
+        "partitions": list(plan.partitions),
+        "runs": runs,
+        "status": "REQUESTED",
+        "planned": planned,
+    }
+    rc = 0
+    if args.wait:
+        try:
+            statuses = ra.wait(instance, ids, progress=_err, timeout=args.timeout, max_per_run=args.max_per_run)
+        except (TimeoutError, RuntimeError) as exc:
+            _err(f"{exc}; the backfills go on under a dagster-daemon (`make dev`)")
+            return 1
+        report = ra.build_report(instance, defs, store, plan, before, group, ids, statuses)
+        ra.write_report(store, group, report)
+        if any(a["still_stale"] for a in report["assets"].values()):
+            _err("some partitions are still stale: a running daemon may have loaded the code location before the "
+                 "change; reload it (UI: Deployment > Reload) and run reanalyse again")  # fmt: skip
+        out["runs"] = report["runs"]
+        out["report"] = {**report, "path": report_file}
+        rc = 0 if all(s == "COMPLETED_SUCCESS" for s in statuses.values()) else 1
+        out["status"] = next((s for s in statuses.values() if s != "COMPLETED_SUCCESS"), "COMPLETED_SUCCESS")
+    if args.json:
+        _emit(out)
+        return rc
+    print(_table([[i.asset, i.partition, i.reason] for i in plan.items], ["asset", "partition", "why"]))
+    print(f"\nbackfills: {' '.join(ids)}  (tag {ra.GROUP_TAG}={group}; Dagster UI > Backfills)")
+    if not args.wait:
+        print("they run while a dagster-daemon runs (`make dev` starts one), or pass --wait")
+        return 0
+    for asset, a in out["report"]["assets"].items():
+        versions = ", ".join(a["versions"]) or "-"
+        deltas = ", ".join(f"{k} {v:+d}" for k, v in a["count_deltas"].items() if v) or "no count changes"
+        lines = f"; OCR lines +{a['lines_added']} -{a['lines_removed']}" if "lines_added" in a else ""
+        print(f"  {asset}: {a['redone']}/{a['planned']} redone ({versions}); {deltas}{lines}")
+    print(f"report: {report_file}")
+    return rc
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     from media_assets.search import search
     from resources import build_resources
@@ -161,10 +233,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dossier_summarizer(defs: Any) -> Any:
+    """The `summary` asset's summarizer (LLM when configured and installed, else extractive)."""
+    from dagster import get_dagster_logger
+
+    from media_assets.summary import summarizer
+
+    return summarizer(defs.resources["models"], get_dagster_logger())[0]
+
+
 def cmd_people(args: argparse.Namespace) -> int:
     from media_assets.analysis import people as persons
     from media_assets.headless import refresh_people
-    from media_assets.people import append_decision
+    from media_assets.people_log import append_decision
 
     paths = Paths.from_env()
     defs = _load_defs()
@@ -189,16 +270,34 @@ def cmd_people(args: argparse.Namespace) -> int:
         _err(f"no person {args.args[0]!r} (list them with `medialens people`)")
         return 1
     if args.action == "show":
+        from media_assets.dossier import build_dossier
+
         pid = args.args[0]
-        apps = [r for r in store.read_table(manifest["tables"]["appearances"]).to_pylist() if r["person_id"] == pid]
+        all_apps = store.read_table(manifest["tables"]["appearances"]).to_pylist()
+        apps = [r for r in all_apps if r["person_id"] == pid]
         person = next(p for p in people if p["person_id"] == pid)
+        co = store.read_table(manifest["tables"]["co_appearances"]).to_pylist()
+        dossier = build_dossier(store, person, all_apps, co, _dossier_summarizer(defs))
         if args.json:
-            _emit({**person, "appearances": apps})
-        else:
+            _emit({**person, "appearances": apps, "dossier": dossier})
+            return 0
+        print(f"{pid}  {person['name'] or '(unnamed)'}  {person['appearances']} faces in {len(person['media'])} media")
+        if dossier["summary"]:
+            print(f"\n{dossier['summary']['title']}: {dossier['summary']['summary']}")
+        for m in dossier["media"]:
+            times = ", ".join(f"{a['t']:.1f}" for a in m["appearances"])
+            print(f"\n{m['key']} ({m['source_name']}): seen at {times} s")
+            for seg in m["transcript"]:
+                print(f"  said  {seg['start']:7.1f}  {seg['text']}")
+            for line in m["ocr"]:
+                print(f"  shown {line['first_t']:7.1f}  {line['text']}")
+            if m["safety"] and m["safety"]["verdict"] != "safe":
+                print(f"  safety: {m['safety']['verdict']} {[x['label'] for x in m['safety']['labels']]}")
+        if dossier["seen_with"]:
             print(
-                f"{pid}  {person['name'] or '(unnamed)'}  {person['appearances']} faces in {len(person['media'])} media"
+                "\nseen with: "
+                + ", ".join(f"{c['person_id']} ({c['same_keyframe']} keyframes)" for c in dossier["seen_with"])
             )
-            print(_table([[a["media"], f"{a['t']:.1f}", a["face_id"]] for a in apps], ["media", "t s", "face"]))
         return 0
     if args.json:
         _emit({"persons": people})
@@ -211,6 +310,41 @@ def cmd_people(args: argparse.Namespace) -> int:
                 ["person", "name", "faces", "media"],
             )
         )
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from media_assets import forget
+    from media_assets.headless import dagster_instance, refresh_people
+
+    paths = Paths.from_env()
+    defs = _load_defs()
+    res = defs.resources
+    instance = dagster_instance(paths)
+    run = forget.forget_media if args.what == "media" else forget.forget_person
+    try:
+        done = run(
+            args.id,
+            instance,
+            res["store"],
+            res["qdrant"],
+            res["inference_cache"].process_config_and_initialize(),  # resolves REDIS_URL outside a run
+            lambda: refresh_people(defs, paths),
+        )
+    except forget.NothingToForget:
+        _err(
+            f"no {args.what} {args.id!r} is known here" + ("" if args.what == "media" else " (see `medialens people`)")
+        )
+        return 1
+    if args.json:
+        _emit(done.as_dict())
+        return 0
+    print(
+        f"forgot {args.what} {args.id}: {len(done.files)} files, {done.face_rows} face rows, {done.vectors} vectors, "
+        f"{done.cache_entries} cached results, {done.runs_deleted} runs deleted"
+    )
+    for note in done.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -263,6 +397,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_stale)
 
+    ra = sub.add_parser("reanalyse", aliases=["reanalyze"], help="redo stale partitions as a Dagster backfill")
+    ra.add_argument("--asset", action="append", help="asset to redo (repeatable); its dependants follow")
+    ra.add_argument("--all-stale", action="store_true", help="every stale partition of every asset")
+    ra.add_argument("--max-per-run", type=int, default=8, metavar="N", help="partitions per run (default 8)")
+    ra.add_argument("--wait", action="store_true", help="wait for the runs (starts a daemon if none runs)")
+    ra.add_argument("--timeout", type=float, default=3600.0, help=argparse.SUPPRESS)
+    ra.add_argument("--json", action="store_true")
+    ra.set_defaults(func=cmd_reanalyse)
+
     se = sub.add_parser("search", help="search transcripts, OCR, tags and summaries")
     se.add_argument("query")
     se.add_argument("--kind", choices=["transcript", "ocr", "tags", "summary"])
@@ -276,6 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("args", nargs="*")
     pe.add_argument("--json", action="store_true")
     pe.set_defaults(func=cmd_people)
+
+    fo = sub.add_parser("forget", help="delete everything derived from a media file or a person")
+    fo.add_argument("what", choices=["media", "person"])
+    fo.add_argument("id", help="media KEY (see `analyse`/`show`) or person ID (see `people`)")
+    fo.add_argument("--json", action="store_true")
+    fo.set_defaults(func=cmd_forget)
 
     sa = sub.add_parser("samples", help="generate the sample media set into a folder")
     sa.add_argument("out_dir")

@@ -8,8 +8,10 @@ from dataclasses import asdict
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import faces as facing
+from media_assets.analysis.people import embedding_digest
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
+from media_assets.people_log import forgotten_faces
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
@@ -55,6 +57,16 @@ def faces_for(
     rows = [
         {"kf": ref.kf, "t": ref.t, "face": i, **asdict(face)} for ref, found in results for i, face in enumerate(found)
     ]
+    # faces of a person the user asked to forget stay forgotten when the media is analysed again
+    gone_ids, gone_digests = forgotten_faces(store)
+    kept = [
+        r
+        for r in rows
+        if face_id(key, r["kf"], r["face"]) not in gone_ids and embedding_digest(r["embedding"]) not in gone_digests
+    ]
+    if len(kept) < len(rows):
+        context.log.info(f"{key}: {len(rows) - len(kept)} forgotten face(s) left out")
+    rows = kept
     table = store.write_table(ASSET, VERSION, key, facing.faces_table(rows))
     points = [
         VectorPoint(

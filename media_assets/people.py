@@ -8,7 +8,6 @@ clustering and are never overwritten by it. Names only ever come from the user.
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
@@ -19,34 +18,13 @@ from media_assets.faces import ASSET as FACES_ASSET
 from media_assets.faces import faces
 from media_assets.model_assets import md_table
 from media_assets.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.people_log import load_decisions, people_dir
 from resources.store import MediaStore
 
 ASSET = "person_dossiers"
 SETTINGS = current_settings()
 PARAMS = persons.PeopleParams.from_params(SETTINGS.of(ASSET))
 VERSION = SETTINGS.version(ASSET, persons.MODEL_ID)
-
-
-def people_dir(store: MediaStore) -> Path:
-    return store.path / ASSET
-
-
-def load_decisions(store: MediaStore) -> list[persons.Decision]:
-    """The user's decisions, oldest first (one JSON object per line)."""
-    path = people_dir(store) / "decisions.jsonl"
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [persons.decision_from_json(json.loads(line)) for line in lines if line.strip()]
-
-
-def append_decision(store: MediaStore, decision: persons.Decision) -> None:
-    """Record one decision durably (appended and flushed before the dossiers are rebuilt)."""
-    path = people_dir(store) / "decisions.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(persons.decision_to_json(decision), sort_keys=True) + "\n")
-        fh.flush()
 
 
 def library_faces(store: MediaStore, keys: list[str]) -> list[persons.FaceRow]:

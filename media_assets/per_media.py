@@ -7,6 +7,7 @@ the others are finished and logged, then the step reports every failed partition
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -16,8 +17,9 @@ from dagster import AssetExecutionContext, BackfillPolicy, Failure, MetadataValu
 from media_assets.analysis.inspect import MediaRejected
 from media_assets.partitions import media_partitions
 
-# Partitions per run when a backfill covers many media: models load once per run.
-MAX_PARTITIONS_PER_RUN = 8
+# Partitions per run when a backfill covers many media: models load once per run. The daemon that
+# `medialens reanalyse --wait` starts sets it to the command's --max-per-run (media_assets/reanalyse.py).
+MAX_PARTITIONS_PER_RUN = max(1, int(os.environ.get("MEDIALENS_MAX_PARTITIONS_PER_RUN") or 8))
 
 PER_MEDIA: dict[str, Any] = {
     "partitions_def": media_partitions,

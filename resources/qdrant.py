@@ -297,6 +297,18 @@ class QdrantResource(ConfigurableResource):
                 c.delete(name, points_selector=models.FilterSelector(filter=selector), wait=True)
         return deleted
 
+    def delete_where(self, collection: str, must: Mapping[str, Any], field: str, values: Sequence[Any]) -> int:
+        """Delete the points matching `must` whose payload `field` is one of `values` (e.g. single
+        faces of a partition); returns how many there were."""
+        selector = _equality_filter({**must, field: list(values)})
+        assert selector is not None
+        with self.client() as c:
+            if not c.collection_exists(collection) or not values:
+                return 0
+            n = c.count(collection, count_filter=selector, exact=True).count
+            c.delete(collection, points_selector=models.FilterSelector(filter=selector), wait=True)
+        return n
+
     # -- reads -----------------------------------------------------------------------------------
     def search(
         self, collection: str, vector: Sequence[float], limit: int = 10, must: Mapping[str, Any] | None = None

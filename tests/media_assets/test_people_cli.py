@@ -39,9 +39,30 @@ def test_astronaut_across_media_keeps_the_name_the_user_gives(
     assert {f["person_id"] for f in show["faces"]} == {pid}
     detail = json.loads(ml(cli_env, "people", "show", pid, "--json").stdout)
     assert len(detail["appearances"]) == named["appearances"] >= 2
+    # the dossier: per media the appearances with what was said and shown around them, and a summary
+    dossier = {m["key"]: m for m in detail["dossier"]["media"]}
+    assert set(dossier) == set(keys.values())
+    clip = dossier[keys["clip.webm"]]
+    assert clip["source_name"] == "clip.webm" and clip["appearances"]
+    assert "astronaut" in " ".join(s["text"] for s in clip["transcript"]).lower()  # "An astronaut, and then a cat."
+    assert dossier[keys["astronaut.png"]]["transcript"] == []  # a photo: nothing said
+    assert all(m["safety"]["verdict"] in {"safe", "review", "unsafe"} for m in dossier.values())
+    summary = detail["dossier"]["summary"]
+    assert summary["summary"] and summary["method"] == "extractive"  # the suite's settings: no LLM
+    text = ml(cli_env, "people", "show", pid).stdout
+    assert "said" in text and "Eileen" in text
 
     face = detail["appearances"][0]["face_id"]
+    ids_before = {x["person_id"] for x in people(cli_env)}
     assert ml(cli_env, "people", "split", pid, face).returncode == 0
     after = {x["person_id"]: x for x in people(cli_env)}
     assert after[pid]["appearances"] == named["appearances"] - 1
+    (split_off,) = set(after) - ids_before  # the split face is a person of its own
+    assert after[split_off]["appearances"] == 1
+
+    # merge puts it back: one person, the name and id of the first
+    assert ml(cli_env, "people", "merge", pid, split_off).returncode == 0
+    merged = {x["person_id"]: x for x in people(cli_env)}
+    assert split_off not in merged and merged[pid]["appearances"] == named["appearances"]
+    assert merged[pid]["name"] == "Eileen"
     assert ml(cli_env, "people", "show", "p-nobody").returncode == 1

@@ -1,0 +1,130 @@
+"""`stale_model_sensor`: after a deploy changed a model or setting, redo what it made stale, in chunks.
+
+Off by default (re-analysing a library costs hours of CPU; a user turns it on in the UI, or runs
+`medialens reanalyse` once). When on, each tick compares the code versions of the per-media assets
+with the ones it already handled (the cursor). For new versions it plans like `medialens
+reanalyse --all-stale` (media_assets/reanalyse.py): exact stale (asset, partition) pairs, dependants
+included, never the unchanged upstream assets, and never partitions that were simply not analysed
+yet (the upload sensor owns those). It then requests runs of at most `MAX_PARTITIONS_PER_RUN`
+contiguous partitions (a partition-range run of the analysis job, subset to the stale assets),
+and at most `MAX_RUNS_PER_TICK` runs a tick, so a deploy that makes 10,000 files stale is worked
+through over many ticks rather than queued all at once. The partitions already requested for the
+current versions are remembered in the cursor, so a tick never requests them twice; new versions
+start over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from dagster import (
+    AssetKey,
+    DefaultSensorStatus,
+    Definitions,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from media_assets.jobs import ANALYSE_JOB_NAME
+from media_assets.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.per_media import MAX_PARTITIONS_PER_RUN
+
+MAX_RUNS_PER_TICK = 4
+NEVER = "never materialised"
+
+
+@dataclass(frozen=True)
+class _GraphOf:
+    """What `find_stale`/`plan` need of a Definitions object, from the sensor's repository."""
+
+    graph: Any
+
+    def resolve_asset_graph(self) -> Any:
+        return self.graph
+
+
+def versions_digest(graph: Any) -> str:
+    """One hash of the code versions of every per-media asset."""
+    versions = {
+        k.to_user_string(): graph.get(k).code_version or ""
+        for k in graph.get_all_asset_keys()
+        if graph.get(k).partitions_def is not None and graph.get(k).is_materializable
+    }
+    return hashlib.sha1(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def range_chunks(partitions: Sequence[str], order: Sequence[str], limit: int) -> list[tuple[str, str, list[str]]]:
+    """(first, last, members) of runs of at most `limit` partitions that are contiguous in `order`:
+    a range run covers every partition between first and last, so gaps must split it."""
+    index = {p: i for i, p in enumerate(order)}
+    ordered = sorted((p for p in partitions if p in index), key=index.__getitem__)
+    out: list[list[str]] = []
+    for p in ordered:
+        if out and index[p] == index[out[-1][-1]] + 1 and len(out[-1]) < limit:
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return [(c[0], c[-1], c) for c in out]
+
+
+@sensor(
+    job_name=ANALYSE_JOB_NAME,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="After a deploy changed a model or a setting, re-analyses the stale partitions in runs of "
+    f"at most {MAX_PARTITIONS_PER_RUN} media, {MAX_RUNS_PER_TICK} runs a tick (off by default; "
+    "`medialens reanalyse` does the same once, as a backfill).",
+)
+def stale_model_sensor(context: SensorEvaluationContext) -> SensorResult:
+    from media_assets.reanalyse import plan
+
+    graph = context.repository_def.asset_graph if context.repository_def else None
+    if graph is None:
+        return SensorResult(skip_reason="no repository")
+    digest = versions_digest(graph)
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    requested: set[str] = set(cursor.get("requested", [])) if cursor.get("versions") == digest else set()
+
+    p = plan(context.instance, cast(Definitions, _GraphOf(graph)), None, all_stale=True)
+    # partitions never analysed belong to the upload sensor (in flight, or failed and waiting for a user)
+    items = [i for i in p.items if i.reason != NEVER and f"{i.asset}/{i.partition}" not in requested]
+    if not items:
+        new_cursor = json.dumps({"versions": digest, "requested": sorted(requested)})
+        return SensorResult(skip_reason="nothing stale that was not already requested", cursor=new_cursor)
+
+    # one asset selection per group of partitions needing the same assets, then contiguous ranges
+    by_partition: dict[str, set[str]] = {}
+    for i in items:
+        by_partition.setdefault(i.partition, set()).add(i.asset)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for part, assets in by_partition.items():
+        groups.setdefault(tuple(sorted(assets)), []).append(part)
+    order = list(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
+    runs: list[RunRequest] = []
+    for selection, parts in sorted(groups.items()):
+        for first, last, members in range_chunks(parts, order, MAX_PARTITIONS_PER_RUN):
+            if len(runs) >= MAX_RUNS_PER_TICK:
+                break
+            runs.append(
+                RunRequest(
+                    run_key=f"stale-{digest}-{'+'.join(selection)}-{first}-{last}",
+                    asset_selection=[AssetKey.from_user_string(a) for a in selection],
+                    tags={
+                        ASSET_PARTITION_RANGE_START_TAG: first,
+                        ASSET_PARTITION_RANGE_END_TAG: last,
+                        "medialens/launched_by": "stale_model_sensor",
+                        "medialens/versions": digest,
+                    },
+                )
+            )
+            requested.update(f"{a}/{m}" for a in selection for m in members)
+    left = len(items) - sum(1 for i in items if f"{i.asset}/{i.partition}" in requested)
+    context.log.info(f"requested {len(runs)} run(s); {left} stale asset partition(s) left for later ticks")
+    return SensorResult(run_requests=runs, cursor=json.dumps({"versions": digest, "requested": sorted(requested)}))
