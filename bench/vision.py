@@ -94,7 +94,7 @@ def main() -> int:
         rc = cli_main(["analyse", *map(str, files[1:]), "--json"])
         wall = time.perf_counter() - started
 
-        model_s = {a: 0.0 for a in (*MODEL_ASSETS, "transcript")}
+        model_s = {a: 0.0 for a in (*MODEL_ASSETS, "transcript", "summary", "search_index")}
         keyframe_paths: list[Path] = []
         for key in sorted({p.stem for p in manifests.glob("*.json")} - warm_up):
             for asset in model_s:

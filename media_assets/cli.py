@@ -408,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     se = sub.add_parser("search", help="search transcripts, OCR, tags and summaries")
     se.add_argument("query")
-    se.add_argument("--kind", choices=["transcript", "ocr", "tags", "summary"])
+    se.add_argument("--kind", choices=["transcript", "ocr", "tags", "summary", "image"])
     se.add_argument("--media", help="only this media key")
     se.add_argument("--limit", type=int, default=10)
     se.add_argument("--json", action="store_true")

@@ -300,7 +300,21 @@ def drop_face_rows(store: MediaStore, key: str, face_ids: set[str]) -> int:
     dropped = table.num_rows - kept.num_rows
     if dropped:
         store.write_table("faces", manifest["version"], key, kept)
-        store.write_manifest("faces", key, {**manifest, "faces": kept.num_rows, "forgotten_faces": dropped})
+        preview = [
+            [round(r["t"], 1), [round(v) for v in r["box"]], round(r["score"], 2)]
+            for r in kept.select(["t", "box", "score"]).to_pylist()[:15]
+        ]
+        store.write_manifest(
+            "faces",
+            key,
+            {
+                **manifest,
+                "faces": kept.num_rows,
+                "vectors": kept.num_rows,
+                "preview": preview,
+                "forgotten_faces": dropped,
+            },
+        )
     return dropped
 
 

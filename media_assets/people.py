@@ -98,12 +98,3 @@ def person_dossiers(context: AssetExecutionContext, store: MediaStore) -> Materi
             "top_persons": MetadataValue.md(md_table(["person", "name", "faces", "media"], m["top"])),
         }
     )
-
-
-def person_of_faces(store: MediaStore) -> dict[str, str]:
-    """face_id -> person_id from the latest dossiers (empty before the first clustering)."""
-    manifest = store.read_manifest(ASSET, "library")
-    if not manifest:
-        return {}
-    rows = store.read_table(manifest["tables"]["appearances"]).select(["face_id", "person_id"]).to_pylist()
-    return {r["face_id"]: r["person_id"] for r in rows}

@@ -1,7 +1,7 @@
 """The person dossiers' durable files: the user's decision log and the clustering state.
 
-Kept apart from the `person_dossiers` asset so the `faces` asset and `forget` can read which faces
-were forgotten without importing the asset graph.
+Kept apart from the `person_dossiers` asset so the `faces` asset, `forget` and `show` can read them
+without importing the asset graph.
 """
 
 from __future__ import annotations
@@ -51,3 +51,12 @@ def forgotten_faces(store: MediaStore) -> tuple[set[str], set[str]]:
         if isinstance(d, persons.ForgetPerson):
             ids.update(d.face_ids)
     return ids, digests
+
+
+def person_of_faces(store: MediaStore) -> dict[str, str]:
+    """face_id -> person_id from the latest dossiers (empty before the first clustering)."""
+    manifest = store.read_manifest(DOSSIERS, "library")
+    if not manifest:
+        return {}
+    rows = store.read_table(manifest["tables"]["appearances"]).select(["face_id", "person_id"]).to_pylist()
+    return {r["face_id"]: r["person_id"] for r in rows}

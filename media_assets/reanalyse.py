@@ -319,6 +319,16 @@ def _texts(store: MediaStore, asset: str, manifest: Mapping[str, Any] | None) ->
         return None
 
 
+def _transcript_text(store: MediaStore, asset: str, manifest: Mapping[str, Any] | None) -> str | None:
+    """A transcript's full text, to compare versions by word error rate."""
+    if not manifest or asset != "transcript" or not manifest.get("table"):
+        return None
+    try:
+        return " ".join(str(r["text"]) for r in store.read_table(manifest["table"]).select(["text"]).to_pylist())
+    except (OSError, KeyError):
+        return None
+
+
 def snapshot(instance: DagsterInstance, store: MediaStore, p: Plan) -> dict[str, Any]:
     """Manifests (and latest materialisation ids) of the planned pairs, before the re-analysis."""
     out: dict[str, Any] = {}
@@ -332,6 +342,7 @@ def snapshot(instance: DagsterInstance, store: MediaStore, p: Plan) -> dict[str,
                 "storage_id": latest.get(item.partition),
                 "manifest": m,
                 "texts": _texts(store, asset, m),
+                "transcript": _transcript_text(store, asset, m),
             }
     return out
 
@@ -384,7 +395,19 @@ def build_report(
             detail["lines_removed"] = sorted(set(ot or []) - set(nt or []))
             a["lines_added"] = a.get("lines_added", 0) + len(detail["lines_added"])
             a["lines_removed"] = a.get("lines_removed", 0) + len(detail["lines_removed"])
+        otx, ntx = old.get("transcript"), new.get("transcript")
+        if redone and otx is not None and ntx is not None:
+            from media_assets.analysis.transcript import word_error_rate
+
+            # how much the words changed between the versions (the old text as the reference)
+            detail["wer_vs_previous"] = round(word_error_rate(otx, ntx), 4) if otx.strip() else None
+            if detail["wer_vs_previous"] is not None:
+                a.setdefault("wer_vs_previous", []).append(detail["wer_vs_previous"])
         a["partitions"][item.partition] = detail
+    for a in assets.values():
+        wers = a.pop("wer_vs_previous", None)
+        if wers:
+            a["mean_wer_vs_previous"] = round(sum(wers) / len(wers), 4)
     runs = backfill_runs(instance, ids)
     return {
         "id": group,

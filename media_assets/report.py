@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from media_assets.people_log import person_of_faces
 from resources.store import MediaStore
 
 # Keys of the contract filled by analysis assets; null until that analysis exists for the file.
@@ -71,7 +72,6 @@ def show(store: MediaStore, key: str) -> dict[str, Any]:
         out["poses"] = _poses(store, poses, out["keyframes"])
     faces = store.read_manifest("faces", key)
     if faces and visual:
-        from media_assets.people import person_of_faces  # person ids exist once dossiers were built
 
         person = person_of_faces(store)
         out["faces"] = [

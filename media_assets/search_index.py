@@ -6,6 +6,8 @@ its points (upsert, then delete the stale ones): search keeps finding the old ve
 new one is written, and never finds both.
 """
 
+import time
+
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import text_search
@@ -46,7 +48,9 @@ def index_for(
         params=PARAMS,
     )
     embed = models.load(text_search.TextEmbedder, PARAMS) if found else None
+    started = time.perf_counter()
     vectors = list(embed([m.text for m in found])) if embed else []
+    model_seconds = time.perf_counter() - started
     points = [
         VectorPoint(item=m.point_item, vector=v, payload=m.payload()) for m, v in zip(found, vectors, strict=True)
     ]
@@ -61,6 +65,7 @@ def index_for(
         "version": VERSION,
         "model": text_search.MODEL_ID,
         "points": written,
+        "model_seconds": round(model_seconds, 2),
         "by_source": by_source,
         "preview": [[m.source, m.start, m.text[:80]] for m in found[:12]],
     }

