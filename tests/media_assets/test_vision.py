@@ -131,3 +131,35 @@ def test_speech_is_transcribed_with_language_and_times(
     assert mat.asset_materialization.metadata["language"].value == "en"
     manifest = store.read_manifest("transcript", key)
     assert manifest is not None and manifest["model_seconds"] > 0 and manifest["realtime_factor"] > 1
+
+
+@pytest.mark.slow
+def test_a_two_minute_recording_logs_its_progress(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from media_assets.audio import audio_track
+    from media_assets.ingest import media_file
+    from media_assets.samples import SPEECH, speak
+    from media_assets.transcript import transcript
+
+    # distinct sentences (whisper skips ahead over repeated audio): a bit over two minutes of speech
+    colours = ["red", "green", "blue", "yellow", "white", "black"]
+    lines = [f"Crate number {n} is {colours[n % 6]} and weighs {n * 7} kilograms." for n in range(1, 31)]
+    wav = speak(SPEECH + " " + " ".join(lines), tmp_path / "long.wav")
+    long = tmp_path / "long.mp3"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", "-b:a", "48k", str(long)], check=True
+    )
+    key = register_file(long, resources["store"], instance)
+    result = materialize(
+        [media_file, audio_track, transcript], partition_key=key, instance=instance, resources=resources
+    )
+    assert result.success
+    audio = resources["store"].read_manifest("audio_track", key)
+    assert audio["duration_s"] >= 120
+    logs = [e.user_message for e in instance.all_logs(result.run_id) if "transcribed" in (e.user_message or "")]
+    done = [int(m.split("transcribed ")[1].split("%")[0]) for m in logs]  # a line per further quarter
+    assert len(done) >= 3 and done == sorted(done) and done[-1] == 100, logs
+    assert "harbour" in show(resources["store"], key)["transcript"]["text"].lower()
