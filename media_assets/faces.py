@@ -4,6 +4,7 @@ Person dossiers cluster these embeddings across the library; nothing here names 
 """
 
 from dataclasses import asdict
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -12,7 +13,7 @@ from media_assets.analysis.people import embedding_digest
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
 from media_assets.people_log import forgotten_faces
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.qdrant import QdrantResource, VectorPoint
@@ -119,8 +120,8 @@ def faces(
     manifests = for_each_partition(
         context, lambda key: faces_for(context, store, models, qdrant, key, keyframes[key], inference_cache), names
     )
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         metadata = {
             "dagster/row_count": m["faces"],
             **{
@@ -140,6 +141,8 @@ def faces(
             "table": MetadataValue.path(m["table"]),
             "preview": MetadataValue.md(md_table(["t s", "box", "score"], m["preview"])),
         }
-    else:
-        metadata = summary_metadata(manifests, ["faces", "vectors", "keyframes", "cache_hits", "model_seconds"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(
+        manifests, VERSION, detail, ["faces", "vectors", "keyframes", "cache_hits", "model_seconds"]
+    )

@@ -1,13 +1,14 @@
 """`ocr_text`: text on screen per keyframe, and the media's deduplicated lines with first/last seen."""
 
 from dataclasses import asdict
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import ocr
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -77,9 +78,9 @@ def ocr_text(
     manifests = for_each_partition(
         context, lambda key: ocr_for(context, store, models, key, keyframes[key], inference_cache), names
     )
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
-        metadata = {
+
+    def detail(m: Manifest) -> dict[str, Any]:
+        return {
             "dagster/row_count": m["detections"],
             "lines": m["lines"],
             **{
@@ -91,8 +92,6 @@ def ocr_text(
             "table": MetadataValue.path(m["table"]),
             "preview": MetadataValue.md(md_table(["first s", "last s", "text"], m["preview"])),
         }
-    else:
-        metadata = summary_metadata(
-            manifests, ["lines", "keyframes", "reused_keyframes", "cache_hits", "model_seconds"]
-        )
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+
+    columns = ["lines", "keyframes", "reused_keyframes", "cache_hits", "model_seconds"]
+    return per_media_result(manifests, VERSION, detail, columns)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dagster import AssetExecutionContext, BackfillPolicy, Failure, MetadataValue
+from dagster import AssetExecutionContext, BackfillPolicy, Failure, MaterializeResult, MetadataValue
 
 from media_assets.analysis.inspect import MediaRejected
 from media_assets.partitions import media_partitions
@@ -70,6 +70,19 @@ def for_each_partition(
             },
         )
     return done
+
+
+def per_media_result(
+    manifests: Mapping[str, Manifest],
+    version: str,
+    detail: Callable[[Manifest], dict[str, Any]],
+    columns: list[str],
+) -> MaterializeResult:
+    """The step's result: a one-partition run shows that media's `detail`, a run over many a table
+    with `columns` per partition."""
+    one = len(manifests) == 1
+    metadata = detail(next(iter(manifests.values()))) if one else summary_metadata(manifests, columns)
+    return MaterializeResult(value=manifests, metadata={"version": version, **metadata})
 
 
 def summary_metadata(manifests: Mapping[str, Manifest], columns: list[str]) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """`poses`: every person's 33 BlazePose keypoints per keyframe (safety reads them for restraint cues)."""
 
 from dataclasses import asdict
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import poses as posing
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -83,8 +84,8 @@ def poses(
     manifests = for_each_partition(
         context, lambda key: poses_for(context, store, models, key, keyframes[key], inference_cache), names
     )
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         metadata = {
             "dagster/row_count": m["poses"],
             **{
@@ -104,6 +105,8 @@ def poses(
             "table": MetadataValue.path(m["table"]),
             "preview": MetadataValue.md(md_table(["t s", "people", "best score"], m["preview"])),
         }
-    else:
-        metadata = summary_metadata(manifests, ["poses", "max_people", "keyframes", "cache_hits", "model_seconds"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(
+        manifests, VERSION, detail, ["poses", "max_people", "keyframes", "cache_hits", "model_seconds"]
+    )

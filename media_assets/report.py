@@ -72,7 +72,6 @@ def show(store: MediaStore, key: str) -> dict[str, Any]:
         out["poses"] = _poses(store, poses, out["keyframes"])
     faces = store.read_manifest("faces", key)
     if faces and visual:
-
         person = person_of_faces(store)
         out["faces"] = [
             {

@@ -14,7 +14,7 @@ from media_assets.analysis import poses as posing
 from media_assets.analysis import safety as moderation
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -107,8 +107,8 @@ def safety(
     manifests = for_each_partition(
         context, lambda key: safety_for(context, store, models, key, keyframes[key], poses[key], inference_cache), names
     )
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         labels = MediaStore.read_table(m["table"]).to_pylist()
         metadata = {
             "dagster/row_count": m["labels"],
@@ -122,6 +122,6 @@ def safety(
             "table": MetadataValue.path(m["table"]),
             "labels_seen": MetadataValue.md(md_table(["label", "keyframes", "best score"], _label_counts(labels))),
         }
-    else:
-        metadata = summary_metadata(manifests, ["verdict", "labels", "keyframes", "model_seconds"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["verdict", "labels", "keyframes", "model_seconds"])

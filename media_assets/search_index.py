@@ -7,13 +7,14 @@ new one is written, and never finds both.
 """
 
 import time
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import text_search
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.models import ModelRunner
 from resources.qdrant import QdrantResource, VectorPoint
 from resources.store import MediaStore
@@ -98,14 +99,14 @@ def search_index(
         return index_for(context, store, models, qdrant, key, inputs)
 
     manifests = for_each_partition(context, work)
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         metadata = {
             "dagster/row_count": m["points"],
             **{f"points_{s}": n for s, n in m["by_source"].items()},
             "model": text_search.MODEL_ID,
             "preview": MetadataValue.md(md_table(["source", "start s", "text"], m["preview"])),
         }
-    else:
-        metadata = summary_metadata(manifests, ["points"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["points"])

@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from media_assets.analysis import summary as summ
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.models import ModelRunner
 from resources.store import MediaStore
 
@@ -135,8 +135,8 @@ def summary(
         return summary_for(context, store, models, key, analyses)
 
     manifests = for_each_partition(context, work)
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         s = m["summary"]
         metadata: dict[str, Any] = {
             "title": s["title"],
@@ -152,6 +152,6 @@ def summary(
             metadata["note"] = s["note"]
         if m["llm_calls"]:
             metadata.update({k: m[k] for k in ("llm_calls", "prompt_tokens", "completion_tokens", "llm_tokens_per_s")})
-    else:
-        metadata = summary_metadata(manifests, ["method", "seconds", "llm_calls"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["method", "seconds", "llm_calls"])

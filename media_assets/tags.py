@@ -3,13 +3,14 @@ configured, also zero-shot tags over the user's labels and keyframe vectors in Q
 collection (text-to-image search: `medialens search --kind image`)."""
 
 from dataclasses import asdict
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import tags as tagging
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
 from resources.qdrant import QdrantResource, VectorPoint
@@ -111,8 +112,8 @@ def tags(
     manifests = for_each_partition(
         context, lambda key: tags_for(context, store, models, qdrant, key, keyframes[key], inference_cache), names
     )
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         metadata = {
             "dagster/row_count": m["tags"],
             **{
@@ -124,6 +125,6 @@ def tags(
             "table": MetadataValue.path(m["table"]),
             "top_tags": MetadataValue.md(md_table(["tag", "best score", "keyframes"], m["top"])),
         }
-    else:
-        metadata = summary_metadata(manifests, ["tags", "keyframes", "cache_hits", "model_seconds"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["tags", "keyframes", "cache_hits", "model_seconds"])

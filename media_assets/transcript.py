@@ -1,13 +1,14 @@
 """`transcript`: what is said in every video and audio file, with word timestamps and language."""
 
 import time
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import transcript as speech
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache, file_digest
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -98,8 +99,8 @@ def transcript(
     manifests = for_each_partition(
         context, lambda key: transcript_for(context, store, models, key, audio_track[key], inference_cache)
     )
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         metadata: dict = {"dagster/row_count": m["segments"], "model": MODEL_NAME, "has_speech_track": bool(m["table"])}
         if m["table"]:
             metadata.update(
@@ -115,6 +116,6 @@ def transcript(
                     "preview": MetadataValue.md(md_table(["start s", "end s", "text"], m["preview"])),
                 }
             )
-    else:
-        metadata = summary_metadata(manifests, ["segments", "language", "audio_seconds"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["segments", "language", "audio_seconds"])
