@@ -85,9 +85,7 @@ def main() -> None:
         from media_assets.analysis.keyframes import KeyframeParams, extract_video_keyframes
 
         t_bare, n_frames = timed(bare_decode, video)
-        t_kf, frames = timed(
-            extract_video_keyframes, video, tmp / "kf", KeyframeParams(), float(args.seconds)
-        )
+        t_kf, frames = timed(extract_video_keyframes, video, tmp / "kf", KeyframeParams(), float(args.seconds))
         print(f"video: {args.seconds} s 720p, {n_frames} frames")
         print(f"bare PyAV decode       {t_bare:6.2f} s  ({n_frames / t_bare:6.0f} fps)")
         print(f"keyframes (decode+pick) {t_kf:6.2f} s  ({n_frames / t_kf:6.0f} fps, {len(frames)} keyframes)")
@@ -110,6 +108,7 @@ def main() -> None:
         print(f"dagster job, next file      {t_warm:6.2f} s  (exit {rc2})")
         ratio = t_warm / t_direct
         print(f"ratio dagster / direct (next file): {ratio:.2f}x  (overhead {t_warm - t_direct:.2f} s/file)")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,7 +7,15 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis.audio import extract_audio
 from media_assets.config import current_settings
-from media_assets.per_media import PER_MEDIA, Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import (
+    LONG_MEDIA_S,
+    PER_MEDIA,
+    Manifest,
+    Manifests,
+    for_each_partition,
+    step_log,
+    summary_metadata,
+)
 from resources.store import MediaStore
 
 SETTINGS = current_settings()
@@ -28,7 +36,11 @@ def audio_for(context: AssetExecutionContext, store: MediaStore, key: str, media
         store.artefact_dir(ASSET, VERSION, key).with_suffix(".wav"),
         sample_rate=sample_rate,
         declared_duration_s=media["duration_s"],
-        progress=lambda share: context.log.info(f"{key}: extracted {share:.0%} of the audio"),
+        progress=(
+            (lambda share: step_log(context).progress(f"{key}: extracted {share:.0%} of the audio"))
+            if (media["duration_s"] or 0) >= LONG_MEDIA_S
+            else None
+        ),
         expect_full_duration=media["kind"] == "audio",
     )
     store.prune_other_versions(ASSET, key, VERSION)

@@ -17,6 +17,7 @@ from media_assets.summary import summary
 from media_assets.tags import tags
 from media_assets.transcript import transcript
 from resources import build_resources
+from sensors.failed_batch import failed_batch_sensor
 from sensors.stale_model import stale_model_sensor
 from sensors.upload import media_upload_sensor
 
@@ -36,6 +37,6 @@ defs = Definitions(
         person_dossiers,
     ],
     jobs=[analyse_media_job],
-    sensors=[media_upload_sensor, stale_model_sensor],
+    sensors=[media_upload_sensor, failed_batch_sensor, stale_model_sensor],
     resources=build_resources(Paths.from_env()),
 )

@@ -16,7 +16,7 @@ from media_assets.people_log import forgotten_faces
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
-from resources.qdrant import QdrantResource, VectorPoint
+from resources.qdrant import PartitionWrites, QdrantResource, VectorPoint
 from resources.store import MediaStore
 
 ASSET = "faces"
@@ -36,7 +36,7 @@ def faces_for(
     context: AssetExecutionContext,
     store: MediaStore,
     models: ModelRunner,
-    qdrant: QdrantResource,
+    vectors: PartitionWrites,
     key: str,
     frames: Manifest,
     cache: InferenceCache | None = None,
@@ -83,8 +83,7 @@ def faces_for(
         )
         for r in rows
     ]
-    qdrant.ensure_collection(COLLECTION, EMBEDDING_DIM, distance="Euclid")
-    written = qdrant.replace_partition(COLLECTION, key, ASSET, VERSION, points)
+    written = vectors.replace(key, ASSET, VERSION, points)
     store.prune_other_versions(ASSET, key, VERSION)
     summary = facing.media_face_summary([found for _, found in results])
     return {
@@ -117,9 +116,12 @@ def faces(
     inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
-    manifests = for_each_partition(
-        context, lambda key: faces_for(context, store, models, qdrant, key, keyframes[key], inference_cache), names
-    )
+    with qdrant.partition_writes(COLLECTION, EMBEDDING_DIM, distance="Euclid") as vectors:
+        manifests = for_each_partition(
+            context,
+            lambda key: faces_for(context, store, models, vectors, key, keyframes[key], inference_cache),
+            names,
+        )
 
     def detail(m: Manifest) -> dict[str, Any]:
         metadata = {

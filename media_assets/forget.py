@@ -17,7 +17,6 @@ A deletion request must leave nothing to find (DESIGN: person data). What each f
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,7 +30,13 @@ from dagster._core.storage.dagster_run import RunsFilter
 
 from media_assets.analysis import people as persons
 from media_assets.partitions import MEDIA_PARTITIONS_NAME
-from media_assets.people_log import DOSSIERS, append_decision, load_decisions, people_dir
+from media_assets.people_log import (
+    DOSSIERS,
+    append_decision,
+    drop_names,
+    remember_forgotten_digests,
+    scrub_media,
+)
 from resources.inference_cache import InferenceCache, file_digest
 from resources.qdrant import QdrantResource
 from resources.store import MediaStore
@@ -117,66 +122,6 @@ def _runs_covering(instance: DagsterInstance, key: str, order: list[str]) -> int
     return count
 
 
-def _scrub_people_log(store: MediaStore, key: str) -> int:
-    """Drop the user's decisions about faces of a forgotten media (they name its face ids); the
-    rest of the log stays as it was. Returns how many decisions changed."""
-    prefix = key + "/"
-    changed = 0
-    kept: list[persons.Decision] = []
-    for d in load_decisions(store):
-        if isinstance(d, persons.Split | persons.NotThisPerson) and d.face_id.startswith(prefix):
-            changed += 1
-            continue
-        if isinstance(d, persons.ForgetPerson) and any(f.startswith(prefix) for f in d.face_ids):
-            d = persons.ForgetPerson(d.person_id, tuple(f for f in d.face_ids if not f.startswith(prefix)))
-            changed += 1
-        if isinstance(d, persons.ForgetMedia) and d.media_key == key:
-            changed += 1
-            continue
-        kept.append(d)
-    if changed:
-        _rewrite_log(store, kept)
-    state_path = people_dir(store) / "state.json"
-    if state_path.exists():
-        state = json.loads(state_path.read_text())
-        state["forgotten_face_ids"] = [f for f in state.get("forgotten_face_ids", []) if not f.startswith(prefix)]
-        # a cluster left without faces goes, centroid and all: it must not lend its id to a look-alike
-        clusters = [
-            {**c, "face_ids": [f for f in c.get("face_ids", []) if not f.startswith(prefix)]}
-            for c in state.get("clusters", [])
-        ]
-        state["clusters"] = [c for c in clusters if c["face_ids"]]
-        tmp = state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(state_path)
-    return changed
-
-
-def _rewrite_log(store: MediaStore, decisions: list[persons.Decision]) -> None:
-    log = people_dir(store) / "decisions.jsonl"
-    tmp = log.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(persons.decision_to_json(d), sort_keys=True) + "\n" for d in decisions))
-    tmp.replace(log)
-
-
-def _drop_names(store: MediaStore, person_id: str) -> int:
-    """Remove the names given to a forgotten person (or to anyone merged with it) from the log:
-    a name is the most personal thing the log holds."""
-    decisions = load_decisions(store)
-    group = {person_id}
-    grew = True
-    while grew:  # merges chain: a+b, b+c
-        grew = False
-        for d in decisions:
-            if isinstance(d, persons.Merge) and (d.a in group) != (d.b in group):
-                group |= {d.a, d.b}
-                grew = True
-    kept = [d for d in decisions if not (isinstance(d, persons.Name) and d.person_id in group)]
-    if len(kept) < len(decisions):
-        _rewrite_log(store, kept)
-    return len(decisions) - len(kept)
-
-
 def forget_media(
     key: str,
     instance: DagsterInstance,
@@ -207,7 +152,7 @@ def forget_media(
     for report in (store.path / "reports").glob("*.json") if (store.path / "reports").exists() else []:
         if key in report.read_text(errors="ignore"):
             _rm(report, store, out)  # a re-analysis report lists this media's changes
-    decisions = _scrub_people_log(store, key)
+    decisions = scrub_media(store, key)
     if decisions:
         out.notes.append(f"{decisions} person decision(s) about its faces removed")
     out.runs_deleted = _delete_runs(instance, RunsFilter(tags={PARTITION_TAG: key}))
@@ -241,7 +186,7 @@ def forget_person(
         raise NothingToForget(person_id)
     out = Forgotten("person", person_id)
     append_decision(store, persons.ForgetPerson(person_id, tuple(face_ids)))  # durable before anything goes
-    names = _drop_names(store, person_id)
+    names = drop_names(store, person_id)
     if names:
         out.notes.append(f"{names} name decision(s) removed from the log")
     by_media: dict[str, set[str]] = {}
@@ -270,8 +215,7 @@ def forget_person(
 
 
 def _remember_digests(store: MediaStore, by_media: dict[str, set[str]]) -> None:
-    """Add the embedding digests of these faces to the dossiers' state (non-invertible: they only
-    recognise the very same embedding, e.g. the same picture uploaded again)."""
+    """Keep the embedding digests of these faces (read from their rows before the rows go)."""
     digests: set[str] = set()
     for key, ids in by_media.items():
         manifest = store.read_manifest("faces", key)
@@ -280,12 +224,7 @@ def _remember_digests(store: MediaStore, by_media: dict[str, set[str]]) -> None:
         for r in store.read_table(manifest["table"]).select(["kf", "face", "embedding"]).to_pylist():
             if f"{key}/{r['kf']}/{r['face']}" in ids:
                 digests.add(persons.embedding_digest(r["embedding"]))
-    state_path = people_dir(store) / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    state["forgotten_digests"] = sorted(set(state.get("forgotten_digests", [])) | digests)
-    tmp = state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state))
-    tmp.replace(state_path)
+    remember_forgotten_digests(store, digests)
 
 
 def drop_face_rows(store: MediaStore, key: str, face_ids: set[str]) -> int:

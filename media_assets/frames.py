@@ -13,7 +13,15 @@ from media_assets.analysis.keyframes import (
     keyframes_table,
 )
 from media_assets.config import current_settings
-from media_assets.per_media import PER_MEDIA, Manifest, Manifests, for_each_partition, summary_metadata
+from media_assets.per_media import (
+    LONG_MEDIA_S,
+    PER_MEDIA,
+    Manifest,
+    Manifests,
+    for_each_partition,
+    step_log,
+    summary_metadata,
+)
 from resources.store import MediaStore
 
 SETTINGS = current_settings()
@@ -29,13 +37,18 @@ def keyframes_for(
     out_dir = store.fresh_artefact_dir(ASSET, VERSION, key)
     source = Path(media["path"])
     frames: list[Keyframe]
+    log = step_log(context)
     if media["kind"] == "video":
         frames = extract_video_keyframes(
             source,
             out_dir,
             params,
             declared_duration_s=media["duration_s"],
-            progress=lambda share: context.log.info(f"{key}: decoded {share:.0%} of {media['duration_s']:.0f} s"),
+            progress=(
+                (lambda share: log.progress(f"{key}: decoded {share:.0%} of {media['duration_s']:.0f} s"))
+                if (media["duration_s"] or 0) >= LONG_MEDIA_S
+                else None
+            ),
         )
     elif media["kind"] == "image":
         frames = image_keyframe(source, out_dir, params)

@@ -20,6 +20,7 @@ from media_assets.analysis.inspect import Limits
 from media_assets.config import Paths, current_settings
 from media_assets.jobs import ANALYSE_JOB_NAME
 from media_assets.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.per_media import failed_partitions
 from media_assets.registration import admit, register
 from media_assets.staleness import find_stale
 from resources.store import MediaStore
@@ -149,22 +150,6 @@ def _segments(keys: list[str], order: list[str]) -> list[list[str]]:
     return out
 
 
-def failed_partitions(result: Any) -> dict[str, str]:
-    """Partition -> reason from the steps that failed some partitions of a multi-partition run
-    (`per_media.for_each_partition` names them); first failure of a partition wins."""
-    out: dict[str, str] = {}
-    for event in result.all_events:
-        if not event.is_step_failure:
-            continue
-        data = event.step_failure_data.user_failure_data
-        entry = data.metadata.get("failed_partitions") if data is not None and data.metadata else None
-        value = getattr(entry, "value", entry)
-        if isinstance(value, dict):
-            for key, reason in value.items():
-                out.setdefault(str(key), f"{event.step_key}: {reason}")
-    return out
-
-
 def _missing(instance: DagsterInstance, defs: Definitions, keys: set[str]) -> dict[str, list[str]]:
     """Per partition, the assets still to do (never materialised, or stale)."""
     out: dict[str, list[str]] = {}
@@ -250,7 +235,7 @@ def analyse(
                 if run.success:
                     progress(f"run of {len(seg)} file(s) succeeded in {took:.1f} s")
                     continue
-                named = failed_partitions(run)
+                named = failed_partitions(run.all_events)
                 if not named or not set(named) <= set(seg):  # not a per-file failure: each file alone
                     named = {}
                     for key in seg:

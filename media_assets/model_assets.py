@@ -12,7 +12,7 @@ from typing import Any
 
 from media_assets.config import Settings
 from media_assets.on_keyframes import KeyframeRef, RunStats, keyframe_refs, run_on_keyframes
-from media_assets.per_media import PER_MEDIA
+from media_assets.per_media import PER_MEDIA, step_log
 from ops_gpu.device import GPU_POOL
 from resources.inference_cache import InferenceCache
 from resources.model_files import fingerprint
@@ -67,15 +67,16 @@ def infer_on_keyframes(
     if cache is not None and not (asset and version):
         raise ValueError("infer_on_keyframes: a cache needs the asset name and version to key results by")
     scope = cache.scope(asset, version, context.log.warning, context.run_id) if cache is not None else None
+    log = step_log(context)
     results, stats = run_on_keyframes(
         model,
         refs,
         batch_size=batch_size,
         reuse_unchanged=reuse_unchanged,
-        log=lambda msg: context.log.info(f"{key}: {what} {msg}"),
-        warn=context.log.warning,
+        log=lambda msg: log.info(f"{key}: {what} {msg}"),
+        warn=log.warning,
         cache=scope,
     )
     if stats.cache_hits:
-        context.log.info(f"{key}: {what}: {stats.cache_hits} of {stats.frames} keyframes from the inference cache")
+        log.info(f"{key}: {what}: {stats.cache_hits} of {stats.frames} keyframes from the inference cache")
     return refs, results, stats

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import PurePath
 
 from dagster import DynamicPartitionsDefinition
@@ -48,6 +48,21 @@ def key_for_existing_content(sha256: str, existing_keys: Iterable[str]) -> str |
         if hash_suffix(key) == suffix:
             return key
     return None
+
+
+def range_chunks(partitions: Iterable[str], order: Sequence[str], limit: int) -> list[tuple[str, str, list[str]]]:
+    """(first, last, members) of runs of at most `limit` partitions that are contiguous in `order`
+    (the order partitions were added): a range run covers every partition between first and last,
+    so gaps must split it. Partitions not in `order` are left out."""
+    index = {p: i for i, p in enumerate(order)}
+    ordered = sorted((p for p in set(partitions) if p in index), key=index.__getitem__)
+    out: list[list[str]] = []
+    for p in ordered:
+        if out and index[p] == index[out[-1][-1]] + 1 and len(out[-1]) < limit:
+            out[-1].append(p)
+        else:
+            out.append([p])
+    return [(c[0], c[-1], c) for c in out]
 
 
 def is_valid_key(key: str) -> bool:

@@ -60,3 +60,79 @@ def person_of_faces(store: MediaStore) -> dict[str, str]:
         return {}
     rows = store.read_table(manifest["tables"]["appearances"]).select(["face_id", "person_id"]).to_pylist()
     return {r["face_id"]: r["person_id"] for r in rows}
+
+
+def _write_state(store: MediaStore, state: dict) -> None:
+    path = people_dir(store) / "state.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state))
+    tmp.replace(path)
+
+
+def remember_forgotten_digests(store: MediaStore, digests: set[str]) -> None:
+    """Add embedding digests of forgotten faces to the clustering state (non-invertible: they only
+    recognise the very same embedding, e.g. the same picture uploaded again)."""
+    path = people_dir(store) / "state.json"
+    state = json.loads(path.read_text()) if path.exists() else {}
+    state["forgotten_digests"] = sorted(set(state.get("forgotten_digests", [])) | digests)
+    _write_state(store, state)
+
+
+def scrub_media(store: MediaStore, key: str) -> int:
+    """Drop the user's decisions about faces of a forgotten media (they name its face ids); the
+    rest of the log stays as it was. Returns how many decisions changed."""
+    prefix = key + "/"
+    changed = 0
+    kept: list[persons.Decision] = []
+    for d in load_decisions(store):
+        if isinstance(d, persons.Split | persons.NotThisPerson) and d.face_id.startswith(prefix):
+            changed += 1
+            continue
+        if isinstance(d, persons.ForgetPerson) and any(f.startswith(prefix) for f in d.face_ids):
+            d = persons.ForgetPerson(d.person_id, tuple(f for f in d.face_ids if not f.startswith(prefix)))
+            changed += 1
+        if isinstance(d, persons.ForgetMedia) and d.media_key == key:
+            changed += 1
+            continue
+        kept.append(d)
+    if changed:
+        rewrite_decisions(store, kept)
+    state_path = people_dir(store) / "state.json"
+    if state_path.exists():
+        state = json.loads(state_path.read_text())
+        state["forgotten_face_ids"] = [f for f in state.get("forgotten_face_ids", []) if not f.startswith(prefix)]
+        # a cluster left without faces goes, centroid and all: it must not lend its id to a look-alike
+        clusters = [
+            {**c, "face_ids": [f for f in c.get("face_ids", []) if not f.startswith(prefix)]}
+            for c in state.get("clusters", [])
+        ]
+        state["clusters"] = [c for c in clusters if c["face_ids"]]
+        _write_state(store, state)
+    return changed
+
+
+def rewrite_decisions(store: MediaStore, decisions: list[persons.Decision]) -> None:
+    """Replace the whole log atomically (used only to remove what the user asked to forget)."""
+    log = people_dir(store) / "decisions.jsonl"
+    tmp = log.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(persons.decision_to_json(d), sort_keys=True) + "\n" for d in decisions))
+    tmp.replace(log)
+
+
+def drop_names(store: MediaStore, person_id: str) -> int:
+    """Remove the names given to a forgotten person (or to anyone merged with it) from the log:
+    a name is the most personal thing the log holds."""
+    decisions = load_decisions(store)
+    group = {person_id}
+    grew = True
+    while grew:  # merges chain: a+b, b+c
+        grew = False
+        for d in decisions:
+            if isinstance(d, persons.Merge) and (d.a in group) != (d.b in group):
+                group |= {d.a, d.b}
+                grew = True
+    kept = [d for d in decisions if not (isinstance(d, persons.Name) and d.person_id in group)]
+    if len(kept) < len(decisions):
+        rewrite_decisions(store, kept)
+    return len(decisions) - len(kept)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dagster import AssetExecutionContext, BackfillPolicy, Failure, MaterializeResult, MetadataValue
@@ -30,6 +31,56 @@ PER_MEDIA: dict[str, Any] = {
 Manifest = dict[str, Any]
 Manifests = dict[str, Manifest]
 
+# Progress lines within one file (decoded/extracted/transcribed N %) only for media at least this
+# long: a 10-second clip is done before anyone reads them.
+LONG_MEDIA_S = 60.0
+
+
+class StepLog:
+    """The run log for per-partition chatter. Every line is an event-log write (a sqlite commit
+    locally), so a step over 20 short files that logged each one spent more time logging than some
+    models ran; info lines are kept to one per `every_s` (the first always), while warnings, errors
+    and the progress of long media always go through."""
+
+    def __init__(self, log: Any, every_s: float = 2.0) -> None:
+        self._log, self.every_s = log, every_s
+        self._last = float("-inf")
+        self.dropped = 0
+
+    def info(self, msg: str) -> None:
+        """Throttled: a line now and then shows the step is moving; the step's result has the detail."""
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            self.dropped += 1
+            return
+        self._last = now
+        self._log.info(msg)
+
+    def progress(self, msg: str) -> None:
+        """Always logged: callers only report progress within media of LONG_MEDIA_S or more."""
+        self._last = time.monotonic()
+        self._log.info(msg)
+
+    def warning(self, msg: str) -> None:
+        self._log.warning(msg)
+
+    def error(self, msg: str) -> None:
+        self._log.error(msg)
+
+    def exception(self, msg: str) -> None:
+        self._log.exception(msg)
+
+
+_step_logs: weakref.WeakKeyDictionary[Any, StepLog] = weakref.WeakKeyDictionary()
+
+
+def step_log(context: Any) -> StepLog:
+    """The step's StepLog (one per execution context, so the throttle spans the whole step)."""
+    found = _step_logs.get(context)
+    if found is None:
+        found = _step_logs[context] = StepLog(context.log)
+    return found
+
 
 def for_each_partition(
     context: AssetExecutionContext,
@@ -42,8 +93,10 @@ def for_each_partition(
     our content-addressed copy of it.
     """
     keys = context.partition_keys
+    log = step_log(context)
     done: dict[str, Manifest] = {}
     failed: dict[str, str] = {}
+    step_started = time.perf_counter()
     for i, key in enumerate(keys, 1):
         started = time.perf_counter()
         try:
@@ -52,11 +105,16 @@ def for_each_partition(
             if isinstance(exc, MediaRejected) and source_names and key in source_names:
                 exc = exc.naming(source_names[key])
             failed[key] = str(exc)
-            context.log.error(f"[{i}/{len(keys)}] {key}: FAILED: {exc}")
+            log.error(f"[{i}/{len(keys)}] {key}: FAILED: {exc}")
             if not isinstance(exc, ValueError | OSError):
-                context.log.exception(f"{key}: unexpected error")
+                log.exception(f"{key}: unexpected error")
             continue
-        context.log.info(f"[{i}/{len(keys)}] {key}: done in {time.perf_counter() - started:.1f} s")
+        log.info(f"[{i}/{len(keys)}] {key}: done in {time.perf_counter() - started:.1f} s")
+    if len(keys) > 1:
+        context.log.info(
+            f"{len(done)} of {len(keys)} partitions done in {time.perf_counter() - step_started:.1f} s"
+            + (f", {len(failed)} failed" if failed else "")
+        )
     if failed:
         first = next(iter(failed.values()))
         raise Failure(
@@ -70,6 +128,23 @@ def for_each_partition(
             },
         )
     return done
+
+
+def failed_partitions(events: Iterable[Any]) -> dict[str, str]:
+    """Partition -> reason, from the step failures of a run over several partitions (the
+    `failed_partitions` metadata `for_each_partition` attaches); the first failure of a partition
+    wins. Empty when no step named its partitions (a crash, or a single-partition step)."""
+    out: dict[str, str] = {}
+    for event in events:
+        if not event.is_step_failure:
+            continue
+        data = event.step_failure_data.user_failure_data
+        entry = data.metadata.get("failed_partitions") if data is not None and data.metadata else None
+        value = getattr(entry, "value", entry)
+        if isinstance(value, dict):
+            for key, reason in value.items():
+                out.setdefault(str(key), f"{event.step_key}: {reason}")
+    return out
 
 
 def per_media_result(

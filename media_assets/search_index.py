@@ -14,9 +14,9 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from media_assets.analysis import text_search
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result, step_log
 from resources.models import ModelRunner
-from resources.qdrant import QdrantResource, VectorPoint
+from resources.qdrant import PartitionWrites, QdrantResource, VectorPoint
 from resources.store import MediaStore
 
 ASSET = "search_index"
@@ -36,7 +36,7 @@ def index_for(
     context: AssetExecutionContext,
     store: MediaStore,
     models: ModelRunner,
-    qdrant: QdrantResource,
+    text_points: PartitionWrites,
     key: str,
     inputs: dict[str, Manifest | None],
 ) -> Manifest:
@@ -55,12 +55,12 @@ def index_for(
     points = [
         VectorPoint(item=m.point_item, vector=v, payload=m.payload()) for m, v in zip(found, vectors, strict=True)
     ]
-    qdrant.ensure_collection(COLLECTION, text_search.EMBEDDING_DIM)
-    written = qdrant.replace_partition(COLLECTION, key, ASSET, VERSION, points)
+    written = text_points.replace(key, ASSET, VERSION, points)
     by_source: dict[str, int] = {}
     for m in found:
         by_source[m.source] = by_source.get(m.source, 0) + 1
-    context.log.info(f"{key}: {written} text points ({', '.join(f'{s} {n}' for s, n in by_source.items()) or 'none'})")
+    sources = ", ".join(f"{s} {n}" for s, n in by_source.items()) or "none"
+    step_log(context).info(f"{key}: {written} text points ({sources})")
     return {
         "key": key,
         "version": VERSION,
@@ -96,9 +96,10 @@ def search_index(
             "tags": tags.get(key),
             "summary": summary.get(key),
         }
-        return index_for(context, store, models, qdrant, key, inputs)
+        return index_for(context, store, models, text_points, key, inputs)
 
-    manifests = for_each_partition(context, work)
+    with qdrant.partition_writes(COLLECTION, text_search.EMBEDDING_DIM) as text_points:
+        manifests = for_each_partition(context, work)
 
     def detail(m: Manifest) -> dict[str, Any]:
         metadata = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from dagster import AssetKey, DagsterEventType, DagsterInstance, Definitions
 from dagster._core.event_api import AssetRecordsFilter
@@ -49,6 +50,17 @@ def recorded_versions(instance: DagsterInstance, asset_key: AssetKey) -> dict[st
             tags = record.event_log_entry.tags or {}
             out[by_storage[record.storage_id]] = tags.get(CODE_VERSION_TAG)
     return out
+
+
+@dataclass(frozen=True)
+class GraphOnly:
+    """What `find_stale` needs of a Definitions object, built from a sensor's repository (sensors
+    get the asset graph, not the Definitions)."""
+
+    graph: Any
+
+    def resolve_asset_graph(self) -> Any:
+        return self.graph
 
 
 def find_stale(

@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from media_assets.analysis import summary as summ
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
+from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result, step_log
 from resources.models import ModelRunner
 from resources.store import MediaStore
 
@@ -89,7 +89,7 @@ def summary_for(
     store.prune_other_versions(ASSET, key, VERSION)
     stats = model.last_stats
     llm_s = stats.get("seconds", 0.0)
-    context.log.info(f"{key}: {result.method} summary in {seconds:.1f} s")  # no content: logs outlive forget
+    step_log(context).info(f"{key}: {result.method} summary in {seconds:.1f} s")  # no content: logs outlive forget
     return {
         "key": key,
         "version": VERSION,

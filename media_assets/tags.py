@@ -13,7 +13,7 @@ from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table,
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
-from resources.qdrant import QdrantResource, VectorPoint
+from resources.qdrant import PartitionWrites, QdrantResource, VectorPoint
 from resources.store import MediaStore
 
 ASSET = "tags"
@@ -24,12 +24,12 @@ IMAGES = "images"  # Qdrant collection of CLIP keyframe vectors
 
 
 def clip_pass(
-    context: AssetExecutionContext, models: ModelRunner, qdrant: QdrantResource, key: str, frames: Manifest
+    context: AssetExecutionContext, models: ModelRunner, images: PartitionWrites, key: str, frames: Manifest
 ) -> tuple[list[dict], int]:
     """CLIP's zero-shot tag rows and the partition's image vectors (replacing the old ones); without
     CLIP configured any vectors of an earlier configuration are removed, so search never finds them."""
     if not PARAMS.clip_model:
-        qdrant.delete_partition(key, IMAGES)
+        images.drop(key)
         return [], 0
     _, results, _stats = infer_on_keyframes(
         context, models, tagging.ClipKeyframes, PARAMS, frames, key, "CLIP", batch_size=16
@@ -40,17 +40,16 @@ def clip_pass(
             rows += [{"kf": ref.kf, "t": ref.t, **asdict(tag)} for tag in frame.tags]
             points.append(VectorPoint(item=str(ref.kf), vector=list(frame.vector), payload={"kf": ref.kf, "t": ref.t}))
     if not points:  # audio, or no readable keyframe
-        qdrant.delete_partition(key, IMAGES)
+        images.drop(key)
         return rows, 0
-    qdrant.ensure_collection(IMAGES, len(points[0].vector))
-    return rows, qdrant.replace_partition(IMAGES, key, ASSET, VERSION, points)
+    return rows, images.replace(key, ASSET, VERSION, points)
 
 
 def tags_for(
     context: AssetExecutionContext,
     store: MediaStore,
     models: ModelRunner,
-    qdrant: QdrantResource,
+    images: PartitionWrites,
     key: str,
     frames: Manifest,
     cache: InferenceCache | None = None,
@@ -70,7 +69,7 @@ def tags_for(
         version=VERSION,
     )
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(tag)} for ref, tags in results for tag in tags]
-    clip_rows, vectors = clip_pass(context, models, qdrant, key, frames)
+    clip_rows, vectors = clip_pass(context, models, images, key, frames)
     per_kf: dict[int, list] = {ref.kf: list(tags) for ref, tags in results}
     for r in clip_rows:  # CLIP's labels join the histogram beside the ImageNet classes
         per_kf.setdefault(r["kf"], []).append(tagging.Tag(r["label"], r["score"], r["class_id"], r["full_label"]))
@@ -109,9 +108,12 @@ def tags(
     inference_cache: InferenceCache,
 ) -> MaterializeResult:
     names = {k: m.get("source_name", k) for k, m in keyframes.items()}
-    manifests = for_each_partition(
-        context, lambda key: tags_for(context, store, models, qdrant, key, keyframes[key], inference_cache), names
-    )
+    with qdrant.partition_writes(IMAGES) as images:  # CLIP's dimension: taken from its first vector
+        manifests = for_each_partition(
+            context,
+            lambda key: tags_for(context, store, models, images, key, keyframes[key], inference_cache),
+            names,
+        )
 
     def detail(m: Manifest) -> dict[str, Any]:
         metadata = {

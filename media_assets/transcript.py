@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from media_assets.analysis import transcript as speech
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, md_table, model_version
-from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
+from media_assets.per_media import LONG_MEDIA_S, Manifest, Manifests, for_each_partition, per_media_result, step_log
 from resources.inference_cache import InferenceCache, file_digest
 from resources.models import ModelRunner
 from resources.store import MediaStore
@@ -21,14 +21,17 @@ MODEL_NAME = f"{speech.MODEL_ID}:{PARAMS.model}"
 
 
 class ProgressLog:
-    """Logs every further quarter of the audio's duration, so long files show they are moving."""
+    """Logs every further quarter of the audio's duration, so long files show they are moving
+    (files shorter than LONG_MEDIA_S are done before anyone reads it: no lines)."""
 
     def __init__(self, context: AssetExecutionContext, key: str, duration_s: float) -> None:
         self.context, self.key, self.duration_s, self.next = context, key, duration_s, 0.25
 
     def __call__(self, fraction: float) -> None:
+        if self.duration_s < LONG_MEDIA_S:
+            return
         if fraction >= self.next:
-            self.context.log.info(f"{self.key}: transcribed {fraction:.0%} of {self.duration_s:.0f} s")
+            step_log(self.context).progress(f"{self.key}: transcribed {fraction:.0%} of {self.duration_s:.0f} s")
             while self.next <= fraction:
                 self.next += 0.25
 
@@ -56,7 +59,7 @@ def transcript_for(
     duration = samples.shape[0] / speech.SAMPLE_RATE
     started = time.perf_counter()
     if result is not None:
-        context.log.info(f"{key}: transcript from the inference cache")
+        step_log(context).info(f"{key}: transcript from the inference cache")
     else:
         model = models.load(speech.TranscriptModel, PARAMS)
         result = model(samples, progress=ProgressLog(context, key, duration))

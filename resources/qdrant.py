@@ -96,6 +96,87 @@ def _dense_params(info: models.CollectionInfo, name: str) -> models.VectorParams
     return vectors
 
 
+@dataclass
+class _Replacement:
+    """One partition's validated points and the filter of its stale ones."""
+
+    partition: str
+    asset: str
+    structs: list[models.PointStruct]
+    sizes: dict[str, int]
+    stale: models.Filter
+
+
+class PartitionWrites:
+    """A step's writes to one collection, validated as they come (a bad vector fails its own
+    partition at once) and written by `QdrantResource.flush` in one session."""
+
+    def __init__(self, collection: str, dim: int | None = None, distance: str = "Cosine") -> None:
+        self.collection, self.dim, self.distance = collection, dim, distance
+        self.replaced: list[_Replacement] = []
+        self.dropped: set[str] = set()
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.replaced or self.dropped)
+
+    def clear(self) -> None:
+        self.replaced, self.dropped = [], set()
+
+    def replace(self, partition: str, asset: str, model_version: str, points: Sequence[VectorPoint]) -> int:
+        """Queue `points` as the only points of this partition and asset (see replace_partition);
+        returns how many will be written. Raises ValueError for a bad point, queuing nothing."""
+        ids: list[str] = []
+        structs: list[models.PointStruct] = []
+        sizes: dict[str, int] = {}
+        for p in points:
+            if p.item in sizes:  # the same id twice would silently keep only the last vector
+                raise ValueError(f"{asset}/{partition}: item {p.item!r} appears twice in the points to write")
+            arr = np.asarray(p.vector, dtype=np.float64)
+            if arr.ndim != 1:
+                raise ValueError(f"{asset}/{partition}: vector of item {p.item!r} is not one-dimensional")
+            if not np.isfinite(arr).all():  # NaN would poison every similarity involving the point
+                raise ValueError(f"{asset}/{partition}: vector of item {p.item!r} has NaN or infinite values")
+            if self.dim is not None and arr.shape[0] != self.dim:
+                raise ValueError(
+                    f"{asset}/{partition}: vector of dimension {arr.shape[0]} for item {p.item!r}, "
+                    f"but Qdrant collection {self.collection!r} has dimension {self.dim}"
+                )
+            sizes[p.item] = arr.shape[0]
+            pid = QdrantResource.point_id(partition, asset, p.item, model_version)
+            ids.append(pid)
+            payload = {**p.payload, "partition": partition, "asset": asset, "model_version": model_version}
+            structs.append(models.PointStruct(id=pid, vector=arr.tolist(), payload=payload))
+        if self.dim is None and sizes:
+            self.dim = next(iter(sizes.values()))
+
+        scope: list[models.Condition] = [
+            models.FieldCondition(key="partition", match=models.MatchValue(value=partition)),
+            models.FieldCondition(key="asset", match=models.MatchValue(value=asset)),
+        ]
+        stale = models.Filter(must=scope)
+        if ids:
+            # stale = not (current version and one of the ids just written)
+            stale = models.Filter(
+                must=scope,
+                must_not=[
+                    models.Filter(
+                        must=[
+                            models.FieldCondition(key="model_version", match=models.MatchValue(value=model_version)),
+                            models.HasIdCondition(has_id=list(ids)),
+                        ]
+                    )
+                ],
+            )
+        self.replaced.append(_Replacement(partition, asset, structs, sizes, stale))
+        return len(structs)
+
+    def drop(self, partition: str) -> None:
+        """Queue the removal of every point of `partition` in this collection (e.g. an analysis that
+        was switched off)."""
+        self.dropped.add(partition)
+
+
 class QdrantResource(ConfigurableResource):
     """Vector storage for all analyses; one resource so that locking, ids and partition replacement
     follow the same rules in assets, sensors and the CLI."""
@@ -225,61 +306,67 @@ class QdrantResource(ConfigurableResource):
         """Make `points` the only points of this partition and asset: upsert first, then delete the
         stale ones, so search finds the old version until the new one is written and a retry after a
         failure in between simply finishes the job. Returns the number of points written."""
-        ids: list[str] = []
-        structs: list[models.PointStruct] = []
-        seen: set[str] = set()
-        for p in points:
-            if p.item in seen:  # the same id twice would silently keep only the last vector
-                raise ValueError(f"{asset}/{partition}: item {p.item!r} appears twice in the points to write")
-            seen.add(p.item)
-            arr = np.asarray(p.vector, dtype=np.float64)
-            if arr.ndim != 1:
-                raise ValueError(f"{asset}/{partition}: vector of item {p.item!r} is not one-dimensional")
-            if not np.isfinite(arr).all():  # NaN would poison every similarity involving the point
-                raise ValueError(f"{asset}/{partition}: vector of item {p.item!r} has NaN or infinite values")
-            pid = self.point_id(partition, asset, p.item, model_version)
-            ids.append(pid)
-            payload = {**p.payload, "partition": partition, "asset": asset, "model_version": model_version}
-            structs.append(models.PointStruct(id=pid, vector=arr.tolist(), payload=payload))
-
-        scope: list[models.Condition] = [
-            models.FieldCondition(key="partition", match=models.MatchValue(value=partition)),
-            models.FieldCondition(key="asset", match=models.MatchValue(value=asset)),
-        ]
-        if ids:
-            # stale = not (current version and one of the ids just written)
-            stale = models.Filter(
-                must=scope,
-                must_not=[
-                    models.Filter(
-                        must=[
-                            models.FieldCondition(key="model_version", match=models.MatchValue(value=model_version)),
-                            models.HasIdCondition(has_id=list(ids)),
-                        ]
-                    )
-                ],
-            )
-        else:
-            stale = models.Filter(must=scope)
-
+        batch = PartitionWrites(collection)
+        written = batch.replace(partition, asset, model_version, points)
         with self.client() as c:
             if not c.collection_exists(collection):
                 raise ValueError(
                     f"Qdrant collection {collection!r} does not exist: call ensure_collection({collection!r}, dim) "
                     "before replace_partition"
                 )
+            self._write(c, batch)
+        return written
+
+    @contextmanager
+    def partition_writes(
+        self, collection: str, dim: int | None = None, distance: str = "Cosine"
+    ) -> Iterator[PartitionWrites]:
+        """Collect a step's per-partition writes and make them in one session when the block ends
+        (also when it ends with the failure of some partitions: the others' points are written).
+
+        Opening embedded Qdrant costs ~40 ms (qdrant-client parses its schema on every open), and a
+        step over 20 media opened it twice per media; one session per step takes the lock once.
+        The collection is created on first write (`dim`, or the first point's length)."""
+        writes = PartitionWrites(collection, dim, distance)
+        try:
+            yield writes
+        except Exception:
+            if writes.pending:
+                self.flush(writes)
+            raise
+        if writes.pending:
+            self.flush(writes)
+
+    def flush(self, writes: PartitionWrites) -> None:
+        """Write everything `writes` collected, in one client session, and empty it."""
+        with self.client() as c:
+            dim = writes.dim
+            if dim is not None:
+                self.ensure_collection(writes.collection, dim, writes.distance)
+            if c.collection_exists(writes.collection):
+                self._write(c, writes)
+        writes.clear()
+
+    def _write(self, c: QdrantClient, writes: PartitionWrites) -> None:
+        collection = writes.collection
+        if writes.replaced:
             dim = _dense_params(c.get_collection(collection), collection).size
             # checked before writing anything, so a wrong model never leaves a half-written partition
-            for p in points:
-                if len(p.vector) != dim:
-                    raise ValueError(
-                        f"{asset}/{partition}: vector of dimension {len(p.vector)} for item {p.item!r}, "
-                        f"but Qdrant collection {collection!r} has dimension {dim}"
-                    )
-            for start in range(0, len(structs), UPSERT_BATCH):
-                c.upsert(collection, points=structs[start : start + UPSERT_BATCH], wait=True)
-            c.delete(collection, points_selector=models.FilterSelector(filter=stale), wait=True)
-        return len(structs)
+            for w in writes.replaced:
+                for item, size in w.sizes.items():
+                    if size != dim:
+                        raise ValueError(
+                            f"{w.asset}/{w.partition}: vector of dimension {size} for item {item!r}, "
+                            f"but Qdrant collection {collection!r} has dimension {dim}"
+                        )
+        for w in writes.replaced:
+            for start in range(0, len(w.structs), UPSERT_BATCH):
+                c.upsert(collection, points=w.structs[start : start + UPSERT_BATCH], wait=True)
+            c.delete(collection, points_selector=models.FilterSelector(filter=w.stale), wait=True)
+        if writes.dropped:
+            selector = _equality_filter({"partition": sorted(writes.dropped)})
+            assert selector is not None
+            c.delete(collection, points_selector=models.FilterSelector(filter=selector), wait=True)
 
     def delete_partition(self, partition: str, collection: str | None = None) -> int:
         """Forget a media file's vectors when it is removed or re-registered; across every collection

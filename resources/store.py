@@ -109,9 +109,7 @@ class MediaStore(ConfigurableResource):
         return self.path / "manifests" / asset / f"{key}.json"
 
     def write_manifest(self, asset: str, key: str, manifest: Mapping[str, Any]) -> None:
-        _atomic_write_bytes(
-            self.manifest_path(asset, key), json.dumps(manifest, indent=2, default=str).encode()
-        )
+        _atomic_write_bytes(self.manifest_path(asset, key), json.dumps(manifest, indent=2, default=str).encode())
 
     def read_manifest(self, asset: str, key: str) -> dict[str, Any] | None:
         path = self.manifest_path(asset, key)

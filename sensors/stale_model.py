@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from dagster import (
@@ -33,21 +31,12 @@ from dagster import (
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks
 from media_assets.per_media import MAX_PARTITIONS_PER_RUN
+from media_assets.staleness import GraphOnly
 
 MAX_RUNS_PER_TICK = 4
 NEVER = "never materialised"
-
-
-@dataclass(frozen=True)
-class _GraphOf:
-    """What `find_stale`/`plan` need of a Definitions object, from the sensor's repository."""
-
-    graph: Any
-
-    def resolve_asset_graph(self) -> Any:
-        return self.graph
 
 
 def versions_digest(graph: Any) -> str:
@@ -58,20 +47,6 @@ def versions_digest(graph: Any) -> str:
         if graph.get(k).partitions_def is not None and graph.get(k).is_materializable
     }
     return hashlib.sha1(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def range_chunks(partitions: Sequence[str], order: Sequence[str], limit: int) -> list[tuple[str, str, list[str]]]:
-    """(first, last, members) of runs of at most `limit` partitions that are contiguous in `order`:
-    a range run covers every partition between first and last, so gaps must split it."""
-    index = {p: i for i, p in enumerate(order)}
-    ordered = sorted((p for p in partitions if p in index), key=index.__getitem__)
-    out: list[list[str]] = []
-    for p in ordered:
-        if out and index[p] == index[out[-1][-1]] + 1 and len(out[-1]) < limit:
-            out[-1].append(p)
-        else:
-            out.append([p])
-    return [(c[0], c[-1], c) for c in out]
 
 
 @sensor(
@@ -92,7 +67,7 @@ def stale_model_sensor(context: SensorEvaluationContext) -> SensorResult:
     cursor = json.loads(context.cursor) if context.cursor else {}
     requested: set[str] = set(cursor.get("requested", [])) if cursor.get("versions") == digest else set()
 
-    p = plan(context.instance, cast(Definitions, _GraphOf(graph)), None, all_stale=True)
+    p = plan(context.instance, cast(Definitions, GraphOnly(graph)), None, all_stale=True)
     # partitions never analysed belong to the upload sensor (in flight, or failed and waiting for a user)
     items = [i for i in p.items if i.reason != NEVER and f"{i.asset}/{i.partition}" not in requested]
     if not items:

@@ -1,4 +1,9 @@
-"""`media_upload_sensor`: files dropped into the inbox become partitions and runs, with no click."""
+"""`media_upload_sensor`: files dropped into the inbox become partitions and runs, with no click.
+
+The new files of a tick share runs (a partition range of at most MAX_PARTITIONS_PER_RUN files):
+each model loads once for all of them instead of once per file. A file that fails in such a run
+is taken out by `failed_batch_sensor`, which runs the others on.
+"""
 
 import json
 
@@ -9,11 +14,13 @@ from dagster import (
     SensorResult,
     sensor,
 )
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from media_assets.analysis.inspect import Limits
 from media_assets.config import current_settings
 from media_assets.jobs import ANALYSE_JOB_NAME
 from media_assets.partitions import MEDIA_PARTITIONS_NAME, media_partitions
+from media_assets.per_media import MAX_PARTITIONS_PER_RUN
 from media_assets.registration import admit, register, stored_suffix
 from resources.inbox import InboxResource
 from resources.store import MediaStore, move_file
@@ -25,11 +32,10 @@ from sensors.inbox import DUPLICATES_DIR, REJECTED_DIR, list_inbox, set_aside, s
     minimum_interval_seconds=10,
     default_status=DefaultSensorStatus.RUNNING,
     description="Registers each stable new file in the inbox as a `media` partition and runs the "
-    "analysis for it; refused files go to inbox/rejected/ with a .reason.txt.",
+    f"analysis for the tick's new files together (runs of at most {MAX_PARTITIONS_PER_RUN}); refused "
+    "files go to inbox/rejected/ with a .reason.txt.",
 )
-def media_upload_sensor(
-    context: SensorEvaluationContext, inbox: InboxResource, store: MediaStore
-) -> SensorResult:
+def media_upload_sensor(context: SensorEvaluationContext, inbox: InboxResource, store: MediaStore) -> SensorResult:
     root = inbox.root
     root.mkdir(parents=True, exist_ok=True)
     previous = json.loads(context.cursor)["pending"] if context.cursor else {}
@@ -37,8 +43,7 @@ def media_upload_sensor(
 
     limits = Limits.from_params(current_settings().of("media_file"))
     known = set(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
-    new_keys: list[str] = []
-    runs: list[RunRequest] = []
+    new: list[tuple[str, str]] = []  # (key, the user's file name), in the order they are added
     budget_files, budget_bytes = inbox.max_files_per_tick, inbox.max_mb_per_tick * 2**20
     for c in stable:
         if budget_files <= 0 or (budget_bytes < c.signature[0] and budget_files < inbox.max_files_per_tick):
@@ -65,16 +70,42 @@ def media_upload_sensor(
         move_file(c.path, taken)
         register(store, a, taken, move=True)
         known.add(a.key)
-        new_keys.append(a.key)
-        runs.append(RunRequest(partition_key=a.key, run_key=a.key, tags={"medialens/source": a.source_name}))
+        new.append((a.key, a.source_name))
         context.log.info(f"{c.rel}: new media {a.key} ({a.info.kind}, {a.info.size_bytes / 2**20:.1f} MB)")
 
     cursor = json.dumps({"pending": pending}, sort_keys=True)
-    if not runs:
+    if not new:
         waiting = f"; {len(pending)} file(s) waiting to be stable" if pending else ""
         return SensorResult(skip_reason=f"no new media{waiting}", cursor=cursor)
     return SensorResult(
-        run_requests=runs,
-        dynamic_partitions_requests=[media_partitions.build_add_request(new_keys)],
+        run_requests=batch_runs(new),
+        dynamic_partitions_requests=[media_partitions.build_add_request([key for key, _ in new])],
         cursor=cursor,
     )
+
+
+def batch_runs(new: list[tuple[str, str]], limit: int | None = None) -> list[RunRequest]:
+    """Runs over the new partitions, `limit` at a time. They are added in this order in one request,
+    so neighbours form a range; a lone file gets a plain single-partition run."""
+    limit = limit or MAX_PARTITIONS_PER_RUN
+    runs: list[RunRequest] = []
+    for start in range(0, len(new), limit):
+        chunk = new[start : start + limit]
+        if len(chunk) == 1:
+            key, name = chunk[0]
+            runs.append(RunRequest(partition_key=key, run_key=key, tags={"medialens/source": name}))
+            continue
+        first, last = chunk[0][0], chunk[-1][0]
+        names = ", ".join(name for _, name in chunk)
+        runs.append(
+            RunRequest(
+                run_key=f"{first}..{last}",
+                tags={
+                    ASSET_PARTITION_RANGE_START_TAG: first,
+                    ASSET_PARTITION_RANGE_END_TAG: last,
+                    "medialens/files": str(len(chunk)),
+                    "medialens/sources": names if len(names) <= 200 else names[:197] + "...",
+                },
+            )
+        )
+    return runs

@@ -11,7 +11,8 @@ from dagster import DagsterInstance, instance_for_test
 
 from media_assets.config import Paths
 from media_assets.samples import generate_bad_inputs, generate_samples
-from resources import build_resources
+from resources import build_resources, inference_cache
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 # Read before any asset module computes its settings (they are read once per process, at import).
 TEST_CONFIG = Path(__file__).parent / "medialens-test.yaml"
@@ -59,3 +60,17 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "home").mkdir(exist_ok=True)
     (tmp_path / "home" / "medialens.yaml").write_text(TEST_SETTINGS)
     return env
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server for this test, with the inference cache's per-process state reset."""
+    if not Path(REDIS_SERVER).exists():
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(tmp_path / "redis").start()
+    inference_cache.reset_for_tests()
+    try:
+        yield server
+    finally:
+        server.kill()
+        inference_cache.reset_for_tests()

@@ -5,27 +5,18 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from resources import inference_cache
 from tests.media_assets.test_cli import ml
-from tests.resources.test_inference_cache import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(tmp_path / "redis").start()
-    inference_cache.reset_for_tests()
-    try:
-        yield server.url
-    finally:
-        server.kill()
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 def _json(env: dict[str, str], *args: str) -> dict:

@@ -36,9 +36,7 @@ def run_one(key: str, instance: DagsterInstance, resources: dict[str, Any], **kw
 
 
 @pytest.mark.slow
-def test_video_with_audio(
-    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
-) -> None:
+def test_video_with_audio(samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]) -> None:
     store: MediaStore = resources["store"]
     key = register_file(samples["talk.mp4"], store, instance)
     result = run_one(key, instance, resources)
@@ -150,9 +148,7 @@ def test_one_run_covers_several_partitions_and_names_the_bad_one(
         register_file(bad_inputs["truncated_mkv"], store, instance),
         register_file(samples["speech.mp3"], store, instance),
     ]
-    job = Definitions(assets=ASSETS, jobs=[analyse_media_job], resources=resources).resolve_job_def(
-        ANALYSE_JOB_NAME
-    )
+    job = Definitions(assets=ASSETS, jobs=[analyse_media_job], resources=resources).resolve_job_def(ANALYSE_JOB_NAME)
     result = job.execute_in_process(
         instance=instance,
         tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]},

@@ -3,7 +3,6 @@ from Redis (no inference, same tables), and a dead Redis only costs a warning in
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +13,14 @@ from dagster import AssetKey, AssetsDefinition, DagsterInstance, EnvVar, materia
 from media_assets.config import Paths
 from media_assets.definitions import defs
 from media_assets.samples import SAMPLES
-from resources import build_resources, inference_cache
+from resources import build_resources
 from resources.store import MediaStore
 from tests.media_assets.test_graph import register_file
-from tests.resources.test_inference_cache import REDIS_SERVER, RedisServer
+from tests.redis_server import RedisServer
 
 VISION = ("ocr_text", "poses", "faces", "safety", "tags")
 NAMES = ("media_file", "keyframes", "audio_track", *VISION, "transcript")
 ASSETS = [a for a in defs.assets or [] if isinstance(a, AssetsDefinition) and a.key.to_user_string() in NAMES]
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if not Path(REDIS_SERVER).exists():
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(tmp_path / "redis").start()
-    inference_cache.reset_for_tests()
-    try:
-        yield server
-    finally:
-        server.kill()
-        inference_cache.reset_for_tests()
 
 
 def cached_resources(paths: Paths, url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:

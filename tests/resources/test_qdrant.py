@@ -126,6 +126,50 @@ def test_bad_input_is_refused_before_anything_is_written(q: QdrantResource) -> N
 
 
 # -- delete ---------------------------------------------------------------------------------------
+def test_a_steps_writes_go_in_one_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    r = QdrantResource(path=str(tmp_path / "q"))
+    opened: list[str] = []
+    real_init = QdrantClient.__init__
+
+    def counting_init(self: QdrantClient, *a: object, **kw: object) -> None:
+        opened.append(str(kw.get("path")))
+        real_init(self, *a, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(QdrantClient, "__init__", counting_init)
+    with r.partition_writes("faces", 4, distance="Euclid") as writes:
+        for i in range(20):
+            assert writes.replace(f"m-{i}", "faces", "v1", pts(3)) == 3
+        assert not opened  # nothing written while the step works
+    assert len(opened) == 1  # the collection created and 20 partitions written in one open
+    assert r.count("faces") == 60
+    monkeypatch.setattr(QdrantClient, "__init__", real_init)
+    with r.client() as c:
+        assert c.get_collection("faces").config.params.vectors.distance.value == "Euclid"  # type: ignore[union-attr]
+
+
+def test_batched_writes_replace_drop_and_survive_a_failed_partition(q: QdrantResource) -> None:
+    q.replace_partition("text", "a-1", "transcript", "v1", pts(5))
+    q.replace_partition("text", "b-2", "transcript", "v1", pts(2))
+    with pytest.raises(RuntimeError, match="partition c-3 failed"), q.partition_writes("text") as writes:
+        writes.replace("a-1", "transcript", "v2", pts(2))  # replaces all five old points
+        writes.drop("b-2")
+        with pytest.raises(ValueError, match="NaN"):  # a bad vector fails its own partition at once
+            writes.replace("c-3", "transcript", "v2", [VectorPoint("n", [float("nan"), 0, 0, 1])])
+        raise RuntimeError("partition c-3 failed")  # e.g. for_each_partition's Failure
+    # the partitions that succeeded before the step failed were still written
+    assert sorted(p["model_version"] for p in q.scroll_payloads("text", must={"partition": "a-1"})) == ["v2", "v2"]
+    assert q.scroll_payloads("text", must={"partition": "b-2"}) == []
+    assert q.scroll_payloads("text", must={"partition": "c-3"}) == []
+
+
+def test_batched_writes_refuse_another_dimension_before_writing(q: QdrantResource) -> None:
+    with pytest.raises(ValueError, match="holds 4-d vectors, not 3-d"), q.partition_writes("text") as writes:
+        writes.replace("a-1", "transcript", "v1", [VectorPoint("x", [1.0, 0.0, 0.0])])  # 3-d, collection is 4-d
+    assert q.count("text") == 0
+    with q.partition_writes("text", 4) as writes, pytest.raises(ValueError, match="dimension 3"):
+        writes.replace("a-1", "transcript", "v1", [VectorPoint("x", [1.0, 0.0, 0.0])])
+
+
 def test_delete_partition_across_collections(q: QdrantResource) -> None:
     q.ensure_collection("faces", 3)
     q.replace_partition("text", "a-1", "transcript", "v1", pts(3))

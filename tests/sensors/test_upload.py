@@ -144,7 +144,37 @@ def test_per_tick_cap_leaves_the_rest_for_the_next_tick(
         drop(samples[name], capped["inbox"].root)
     r1 = tick(instance, capped, None)
     r2 = tick(instance, capped, r1.cursor)
-    assert len(r2.run_requests or []) == 2
+    assert len(r2.run_requests or []) == 1  # the tick's two new files share one run
+    assert (r2.run_requests or [])[0].tags["medialens/files"] == "2"
     r3 = tick(instance, capped, r2.cursor)
-    assert len(r3.run_requests or []) == 2
+    assert len(r3.run_requests or []) == 1
     assert len(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME)) == 4
+
+
+def test_new_files_of_a_tick_share_range_runs_of_neighbours(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any], monkeypatch: Any
+) -> None:
+    import sensors.upload as upload
+
+    monkeypatch.setattr(upload, "MAX_PARTITIONS_PER_RUN", 2)
+    names = ("messi5.jpg", "astronaut.png", "chelsea.webp", "basketball.png", "speech.mp3")
+    for name in names:
+        drop(samples[name], resources["inbox"].root)
+    r = tick(instance, resources, tick(instance, resources, None).cursor)
+    order = instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME)
+    assert len(order) == 5
+    runs = r.run_requests or []
+    # 2 + 2 + 1: each range covers exactly its own new partitions, in the order they were added
+    covered = []
+    for run in runs:
+        if run.partition_key:
+            covered.append([run.partition_key])
+            assert run.tags["medialens/source"] in names
+            continue
+        first, last = run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]
+        covered.append(order[order.index(first) : order.index(last) + 1])
+        assert run.run_key == f"{first}..{last}"
+        assert run.tags["medialens/files"] == str(len(covered[-1]))
+        assert all(n in names for n in run.tags["medialens/sources"].split(", "))
+    assert [len(c) for c in covered] == [2, 2, 1]
+    assert [k for c in covered for k in c] == order

@@ -47,9 +47,7 @@ def test_type_comes_from_bytes_not_the_name(samples: dict[str, Path], tmp_path: 
         ("pixel_bomb", "40000x40000"),
     ],
 )
-def test_bad_input_is_refused_with_file_and_reason(
-    bad_inputs: dict[str, Path], case: str, needle: str
-) -> None:
+def test_bad_input_is_refused_with_file_and_reason(bad_inputs: dict[str, Path], case: str, needle: str) -> None:
     with pytest.raises(MediaRejected) as err:
         inspect_media(bad_inputs[case], Limits())
     message = str(err.value)

@@ -40,9 +40,7 @@ def test_max_gap_is_configurable(samples: dict[str, Path], tmp_path: Path) -> No
 
 
 def test_large_frames_are_scaled_down(samples: dict[str, Path], tmp_path: Path) -> None:
-    frames = extract_video_keyframes(
-        samples["talk.mp4"], tmp_path, KeyframeParams(max_side=640, max_gap_s=100)
-    )
+    frames = extract_video_keyframes(samples["talk.mp4"], tmp_path, KeyframeParams(max_side=640, max_gap_s=100))
     assert max(frames[0].width, frames[0].height) == 640
 
 

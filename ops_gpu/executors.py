@@ -1,0 +1,41 @@
+"""Which Dagster executor runs the analysis job's steps: `MEDIALENS_EXECUTOR` = in_process | multiprocess.
+
+In-process is the default because it was twice as fast here: the heavy steps share the `gpu` pool
+(one at a time per machine), so a multiprocess run gained no parallelism, yet paid a process start
+and a fresh model load per step plus the pool's wait between steps (20 files, 2 cores: 80 s
+multiprocess vs 48 s in-process; bench/executors.py measures it side by side). One process per run
+also loads each model once for all the run's partitions. More throughput comes from more runs at
+once (`max_concurrent_runs`) and more machines (deploy/: Docker run launcher), not from more
+processes per run. `multiprocess` remains for machines with many cores and small models, where
+light steps and the audio branch can overlap; `MEDIALENS_MAX_CONCURRENT` caps its processes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
+
+EXECUTORS = ("in_process", "multiprocess")
+
+
+def analysis_executor(env: Mapping[str, str] | None = None) -> ExecutorDefinition:
+    """The executor for the analysis job, from the environment (clear error for a typo)."""
+    env = os.environ if env is None else env
+    kind = (env.get("MEDIALENS_EXECUTOR") or "in_process").strip().lower().replace("-", "_")
+    if kind not in EXECUTORS:
+        raise ValueError(
+            f"MEDIALENS_EXECUTOR={env.get('MEDIALENS_EXECUTOR')!r}: expected one of {', '.join(EXECUTORS)}"
+        )
+    if kind == "in_process":
+        return in_process_executor
+    concurrent = int(env.get("MEDIALENS_MAX_CONCURRENT") or 2)
+    # forkserver with our code preloaded: a step process forks from an interpreter that already
+    # imported Dagster, torch and the asset modules (FACTS.md: spawn ~1.7 s a step, forkserver ~0.85 s)
+    return multiprocess_executor.configured(
+        {
+            "max_concurrent": max(1, concurrent),
+            "start_method": {"forkserver": {"preload_modules": ["media_assets.definitions"]}},
+        }
+    )
