@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from media_assets.analysis import faces as facing
 from media_assets.analysis.people import embedding_digest
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
+from media_assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
 from media_assets.people_log import forgotten_faces
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
@@ -25,6 +25,7 @@ EMBEDDING_DIM = 128
 SETTINGS = current_settings()
 PARAMS = facing.FaceParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, facing, PARAMS)
+FACE_MODEL = KeyframeModel(ASSET, VERSION, facing.FaceModel, PARAMS, "faces", batch_size=4)
 
 
 def face_id(key: str, kf: int, face: int) -> str:
@@ -42,19 +43,7 @@ def faces_for(
     cache: InferenceCache | None = None,
 ) -> Manifest:
     """Find and embed the faces of every keyframe; make them the partition's only face vectors."""
-    _, results, stats = infer_on_keyframes(
-        context,
-        models,
-        facing.FaceModel,
-        PARAMS,
-        frames,
-        key,
-        "faces",
-        batch_size=4,
-        cache=cache,
-        asset=ASSET,
-        version=VERSION,
-    )
+    _, results, stats = FACE_MODEL.run(context, models, frames, key, cache)
     rows = [
         {"kf": ref.kf, "t": ref.t, "face": i, **asdict(face)} for ref, found in results for i, face in enumerate(found)
     ]

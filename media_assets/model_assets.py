@@ -7,6 +7,7 @@ new weights or a changed threshold make exactly that asset (and what depends on 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -80,3 +81,42 @@ def infer_on_keyframes(
     if stats.cache_hits:
         log.info(f"{key}: {what}: {stats.cache_hits} of {stats.frames} keyframes from the inference cache")
     return refs, results, stats
+
+
+@dataclass(frozen=True)
+class KeyframeModel:
+    """One model over keyframes as an asset runs it: the model (factory + params), its name in the
+    run log, its batch size, whether a held picture reuses the previous result, and the asset and
+    version its cached results are keyed by. Each asset module declares one; `run` does the rest."""
+
+    asset: str
+    version: str
+    factory: Any
+    params: Any
+    what: str
+    batch_size: int
+    reuse_unchanged: bool = False
+
+    def run(
+        self,
+        context: Any,
+        models: Any,
+        frames: Mapping[str, Any],
+        key: str,
+        cache: InferenceCache | None = None,
+    ) -> tuple[list[KeyframeRef], list[tuple[KeyframeRef, list[Any]]], RunStats]:
+        """This model over one partition's keyframes (see infer_on_keyframes)."""
+        return infer_on_keyframes(
+            context,
+            models,
+            self.factory,
+            self.params,
+            frames,
+            key,
+            self.what,
+            self.batch_size,
+            reuse_unchanged=self.reuse_unchanged,
+            cache=cache,
+            asset=self.asset,
+            version=self.version,
+        )

@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import ocr
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
+from media_assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
@@ -17,6 +17,7 @@ ASSET = "ocr_text"
 SETTINGS = current_settings()
 PARAMS = ocr.OcrParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, ocr, PARAMS)
+OCR_MODEL = KeyframeModel(ASSET, VERSION, ocr.OcrModel, PARAMS, "OCR", batch_size=4, reuse_unchanged=True)
 
 
 def ocr_for(
@@ -28,20 +29,7 @@ def ocr_for(
     cache: InferenceCache | None = None,
 ) -> Manifest:
     """Read every keyframe (a held slide is read once) and merge repeated lines."""
-    _, results, stats = infer_on_keyframes(
-        context,
-        models,
-        ocr.OcrModel,
-        PARAMS,
-        frames,
-        key,
-        "OCR",
-        batch_size=4,
-        reuse_unchanged=True,
-        cache=cache,
-        asset=ASSET,
-        version=VERSION,
-    )
+    _, results, stats = OCR_MODEL.run(context, models, frames, key, cache)
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(line)} for ref, lines in results for line in lines]
     lines = ocr.dedupe_lines([(ref.t, recs) for ref, recs in results])
     table = store.write_table(ASSET, VERSION, key, ocr.ocr_table(rows))

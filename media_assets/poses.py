@@ -7,7 +7,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import poses as posing
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
+from media_assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
@@ -17,6 +17,7 @@ ASSET = "poses"
 SETTINGS = current_settings()
 PARAMS = posing.PoseParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, posing, PARAMS)
+POSE_MODEL = KeyframeModel(ASSET, VERSION, posing.PoseModel, PARAMS, "poses", batch_size=8)
 
 
 def poses_for(
@@ -28,19 +29,7 @@ def poses_for(
     cache: InferenceCache | None = None,
 ) -> Manifest:
     """Find the people in every keyframe and give each a landmark pass."""
-    _, results, stats = infer_on_keyframes(
-        context,
-        models,
-        posing.PoseModel,
-        PARAMS,
-        frames,
-        key,
-        "poses",
-        batch_size=8,
-        cache=cache,
-        asset=ASSET,
-        version=VERSION,
-    )
+    _, results, stats = POSE_MODEL.run(context, models, frames, key, cache)
     rows = [
         {"kf": ref.kf, "t": ref.t, "person": i, **asdict(pose)}
         for ref, found in results

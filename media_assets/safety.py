@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from media_assets.analysis import poses as posing
 from media_assets.analysis import safety as moderation
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
+from media_assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
@@ -23,6 +23,7 @@ ASSET = "safety"
 SETTINGS = current_settings()
 PARAMS = moderation.SafetyParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, moderation, PARAMS)
+SAFETY_MODEL = KeyframeModel(ASSET, VERSION, moderation.SafetyModel, PARAMS, "safety", batch_size=moderation.MAX_BATCH)
 
 
 def poses_by_keyframe(poses_manifest: Manifest) -> dict[int, list[posing.Pose]]:
@@ -44,19 +45,7 @@ def safety_for(
     cache: InferenceCache | None = None,
 ) -> Manifest:
     """Label every keyframe, find restraint cues in the poses, and weigh both into one verdict."""
-    refs, results, stats = infer_on_keyframes(
-        context,
-        models,
-        moderation.SafetyModel,
-        PARAMS,
-        frames,
-        key,
-        "safety",
-        batch_size=moderation.MAX_BATCH,
-        cache=cache,
-        asset=ASSET,
-        version=VERSION,
-    )
+    refs, results, stats = SAFETY_MODEL.run(context, models, frames, key, cache)
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(label)} for ref, labels in results for label in labels]
     people = poses_by_keyframe(poses_manifest)
     cues = moderation.restraint_cues([(ref.t, people.get(ref.kf, [])) for ref in refs], PARAMS)

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import tags as tagging
 from media_assets.config import current_settings
-from media_assets.model_assets import MODEL_ASSET, infer_on_keyframes, md_table, model_version
+from media_assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
 from resources.models import ModelRunner
@@ -20,6 +20,8 @@ ASSET = "tags"
 SETTINGS = current_settings()
 PARAMS = tagging.TagParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, tagging, PARAMS)
+CLIP_MODEL = KeyframeModel(ASSET, VERSION, tagging.ClipKeyframes, PARAMS, "CLIP", batch_size=16)
+TAG_MODEL = KeyframeModel(ASSET, VERSION, tagging.TagModel, PARAMS, "tags", batch_size=16)
 IMAGES = "images"  # Qdrant collection of CLIP keyframe vectors
 
 
@@ -31,9 +33,7 @@ def clip_pass(
     if not PARAMS.clip_model:
         images.drop(key)
         return [], 0
-    _, results, _stats = infer_on_keyframes(
-        context, models, tagging.ClipKeyframes, PARAMS, frames, key, "CLIP", batch_size=16
-    )
+    _, results, _stats = CLIP_MODEL.run(context, models, frames, key)
     rows, points = [], []
     for ref, found in results:
         for frame in found:
@@ -55,19 +55,7 @@ def tags_for(
     cache: InferenceCache | None = None,
 ) -> Manifest:
     """Classify every keyframe in batches and count how often each class appears."""
-    _, results, stats = infer_on_keyframes(
-        context,
-        models,
-        tagging.TagModel,
-        PARAMS,
-        frames,
-        key,
-        "tags",
-        batch_size=16,
-        cache=cache,
-        asset=ASSET,
-        version=VERSION,
-    )
+    _, results, stats = TAG_MODEL.run(context, models, frames, key, cache)
     rows = [{"kf": ref.kf, "t": ref.t, **asdict(tag)} for ref, tags in results for tag in tags]
     clip_rows, vectors = clip_pass(context, models, images, key, frames)
     per_kf: dict[int, list] = {ref.kf: list(tags) for ref, tags in results}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
@@ -30,12 +31,19 @@ def analysis_executor(env: Mapping[str, str] | None = None) -> ExecutorDefinitio
         )
     if kind == "in_process":
         return in_process_executor
-    concurrent = int(env.get("MEDIALENS_MAX_CONCURRENT") or 2)
-    # forkserver with our code preloaded: a step process forks from an interpreter that already
-    # imported Dagster, torch and the asset modules (FACTS.md: spawn ~1.7 s a step, forkserver ~0.85 s)
-    return multiprocess_executor.configured(
-        {
-            "max_concurrent": max(1, concurrent),
-            "start_method": {"forkserver": {"preload_modules": ["media_assets.definitions"]}},
-        }
-    )
+    return multiprocess_executor.configured(multiprocess_config(env))
+
+
+def multiprocess_config(env: Mapping[str, str]) -> dict[str, Any]:
+    """The multiprocess executor's config: forkserver with our code preloaded, so a step process
+    forks from an interpreter that already imported Dagster, torch and the asset modules (FACTS.md:
+    spawn ~1.7 s a step, forkserver ~0.85 s); `MEDIALENS_MAX_CONCURRENT` processes at once."""
+    raw = env.get("MEDIALENS_MAX_CONCURRENT") or "2"
+    try:
+        concurrent = int(raw)
+    except ValueError:
+        raise ValueError(f"MEDIALENS_MAX_CONCURRENT={raw!r}: expected a whole number of processes") from None
+    return {
+        "max_concurrent": max(1, concurrent),
+        "start_method": {"forkserver": {"preload_modules": ["media_assets.definitions"]}},
+    }
