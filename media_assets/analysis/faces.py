@@ -14,12 +14,15 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from media_assets.analysis.images import rgb_image
+from media_assets.analysis.params import known_fields
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ class FaceParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> FaceParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        return cls(**{k: params[k] for k in asdict(cls()) if k in params})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ class FaceModel:
         that is not an RGB uint8 HxWx3 array, before any work is done."""
         import dlib
 
-        checked = [_check_image(img, i) for i, img in enumerate(images)]
+        checked = [rgb_image(img, i, "faces") for i, img in enumerate(images)]
         found: list[tuple[int, np.ndarray, list[tuple[np.ndarray, float]]]] = []
         for i, img in enumerate(checked):
             dets = self.detect(img)
@@ -218,7 +221,7 @@ class FaceModel:
 
     def detect(self, img: np.ndarray) -> list[tuple[np.ndarray, float]]:
         """(x1,y1,x2,y2 box in pixels, score) of the faces of at least `min_size`, best first."""
-        img = _check_image(img, 0)
+        img = rgb_image(img, 0, "faces")
         dets = self._detect_hog(img) if self._hog is not None else self._detect_blaze(img)
         h, w = img.shape[:2]
         out = []
@@ -312,16 +315,6 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="JPEG", quality=85)
     return buf.getvalue()
-
-
-def _check_image(img: Any, i: int) -> np.ndarray:
-    if not isinstance(img, np.ndarray):
-        raise ValueError(f"faces: image {i} is a {type(img).__name__}, not an RGB uint8 HxWx3 numpy array")
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"faces: image {i} is {img.dtype} {img.shape}, not an RGB uint8 HxWx3 array")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ValueError(f"faces: image {i} is empty {img.shape}")
-    return np.ascontiguousarray(img)
 
 
 def media_face_summary(frames: Sequence[Sequence[Face]]) -> dict[str, Any]:

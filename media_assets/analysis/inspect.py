@@ -18,6 +18,8 @@ from typing import Any
 import av
 from PIL import Image
 
+from media_assets.analysis.params import known_fields
+
 
 class MediaRejected(ValueError):
     """A file that is not media we accept; the message names the file and the reason."""
@@ -43,7 +45,7 @@ class Limits:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> Limits:
-        return cls(**{k: params[k] for k in asdict(cls()) if k in params})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)

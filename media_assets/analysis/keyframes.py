@@ -21,6 +21,7 @@ import pyarrow as pa
 from PIL import Image, ImageOps
 
 from media_assets.analysis.inspect import MediaRejected
+from media_assets.analysis.params import known_fields
 
 THUMB_W, THUMB_H = 64, 36
 CELL_DIFF = 10.0  # a thumbnail cell "changed" when its mean luma moved by more than this (0..255)
@@ -40,7 +41,7 @@ class KeyframeParams:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> KeyframeParams:
-        return cls(**{k: params[k] for k in asdict(cls()) if k in params})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)

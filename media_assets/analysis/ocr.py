@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from media_assets.analysis.params import known_fields
 from ops_gpu.device import onnx_providers
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class OcrParams:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> OcrParams:
-        return cls(**{k: params[k] for k in asdict(cls()) if k in params})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)

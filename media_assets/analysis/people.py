@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from media_assets.analysis.params import known_fields
+
 log = logging.getLogger(__name__)
 
 MODEL_ID = "radius-graph-average-linkage-v1"
@@ -83,8 +85,7 @@ class PeopleParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PeopleParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return cls(**known_fields(cls, params))
 
 
 def model_files(params: PeopleParams | None = None) -> list[Path]:

@@ -18,12 +18,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from media_assets.analysis.images import rgb_image
+from media_assets.analysis.params import known_fields
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +99,7 @@ class PoseParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> PoseParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)
@@ -180,16 +182,6 @@ def _weighted_nms(dets: np.ndarray, scores: np.ndarray, iou_thr: float) -> list[
     return out
 
 
-def _check_image(img: Any, i: int) -> np.ndarray:
-    if not isinstance(img, np.ndarray):
-        raise ValueError(f"poses: image {i} is a {type(img).__name__}, not an RGB uint8 HxWx3 numpy array")
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"poses: image {i} is {img.dtype} {img.shape}, not an RGB uint8 HxWx3 array")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ValueError(f"poses: image {i} is empty {img.shape}")
-    return np.ascontiguousarray(img)
-
-
 def _warp(img: np.ndarray, m: np.ndarray, size: int, replicate: bool) -> np.ndarray:
     """Sample `img` into a size x size float32 RGB image: output pixel (u, v) takes the bilinear
     value at source pixel m @ (u, v, 1) (pixel-index coordinates); outside the image, edge pixels
@@ -257,12 +249,12 @@ class PoseModel:
         self._lmk_heatmap = by_shape[(64, 64, _LMK_RAW)]
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[Pose]]:
-        checked = [_check_image(img, i) for i, img in enumerate(images)]
+        checked = [rgb_image(img, i, "poses") for i, img in enumerate(images)]
         return [self.detect(img) for img in checked]
 
     def detect(self, img: np.ndarray) -> list[Pose]:
         """Poses of one RGB uint8 image, best detection score first."""
-        img = _check_image(img, 0)
+        img = rgb_image(img, 0, "poses")
         p = self.params
         poses: list[Pose] = []
         for det, score in self._detect(img):

@@ -25,13 +25,15 @@ import importlib.util
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
+from media_assets.analysis.images import rgb_image
+from media_assets.analysis.params import known_fields
 from ops_gpu.device import onnx_providers
 
 log = logging.getLogger(__name__)
@@ -134,8 +136,7 @@ class SafetyParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SafetyParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)
@@ -198,15 +199,6 @@ def model_files(params: SafetyParams | None = None) -> list[Path]:
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: reinstall nudenet==3.4.2")
     return [path]
-
-
-def _check_image(img: Any, i: int) -> None:
-    if not isinstance(img, np.ndarray):
-        raise ValueError(f"safety: image {i} is a {type(img).__name__}, expected an RGB uint8 HxWx3 numpy array")
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"safety: image {i} is {img.dtype} {img.shape}, expected an RGB uint8 HxWx3 array")
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        raise ValueError(f"safety: image {i} is empty ({img.shape})")
 
 
 def _preprocess(img: np.ndarray) -> np.ndarray:
@@ -295,7 +287,7 @@ class SafetyModel:
         """Labels per image (same order), best score first. Raises ValueError naming the first
         image that is not an RGB uint8 HxWx3 array, before running anything."""
         for i, img in enumerate(images):
-            _check_image(img, i)
+            rgb_image(img, i, "safety")
         results: list[list[SafetyLabel]] = []
         for start in range(0, len(images), MAX_BATCH):
             chunk = images[start : start + MAX_BATCH]

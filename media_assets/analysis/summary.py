@@ -41,11 +41,13 @@ import urllib.request
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from media_assets.analysis.params import known_fields
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,7 @@ class SummaryParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> SummaryParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)

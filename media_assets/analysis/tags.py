@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from media_assets.analysis.images import rgb_image
+from media_assets.analysis.params import known_fields
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,7 @@ class TagParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TagParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        names = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in params.items() if k in names}
+        kwargs = known_fields(cls, params)
         if "clip_labels" in kwargs:  # YAML gives a list; params must stay hashable (models are cached by them)
             kwargs["clip_labels"] = tuple(str(x) for x in kwargs["clip_labels"])
         return cls(**kwargs)
@@ -112,13 +114,12 @@ def model_files(params: TagParams | None = None) -> list[Path]:
 
 
 def _check_image(img: Any, i: int) -> bool:
-    """Whether `img` is the RGB uint8 HxWx3 array the pipeline promises; logs why not."""
-    if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-        desc = f"{type(img).__name__} {getattr(img, 'dtype', '')} {getattr(img, 'shape', '')}"
-        log.warning("tags: image %d skipped: expected RGB uint8 HxWx3, got %s", i, desc)
-        return False
-    if img.shape[0] == 0 or img.shape[1] == 0:
-        log.warning("tags: image %d skipped: empty (shape %s)", i, img.shape)
+    """Whether `img` is the RGB uint8 HxWx3 array the pipeline promises; logs why not (tags skip a
+    bad frame instead of failing the batch)."""
+    try:
+        rgb_image(img, i, "tags")
+    except ValueError as exc:
+        log.warning("%s: skipped", exc)
         return False
     return True
 

@@ -24,11 +24,13 @@ import importlib.util
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsFloat
 
 import numpy as np
+
+from media_assets.analysis.params import known_fields
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,7 @@ class TextParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TextParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return cls(**known_fields(cls, params))
 
 
 def _package_dir() -> Path:

@@ -31,12 +31,14 @@ import unicodedata
 import wave
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from media_assets.analysis.params import known_fields
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +85,7 @@ class TranscriptParams:
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> TranscriptParams:
         """Build from a config mapping; unknown keys belong to other steps and are ignored."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in params.items() if k in names})
+        return cls(**known_fields(cls, params))
 
 
 @dataclass(frozen=True)
