@@ -2,6 +2,7 @@
 
 import time
 from pathlib import Path
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -13,8 +14,8 @@ from media_assets.per_media import (
     Manifest,
     Manifests,
     for_each_partition,
+    per_media_result,
     step_log,
-    summary_metadata,
 )
 from resources.store import MediaStore
 
@@ -68,8 +69,8 @@ def audio_for(context: AssetExecutionContext, store: MediaStore, key: str, media
 def audio_track(context: AssetExecutionContext, media_file: Manifests, store: MediaStore) -> MaterializeResult:
     names = {k: m["source_name"] for k, m in media_file.items()}
     manifests = for_each_partition(context, lambda key: audio_for(context, store, key, media_file[key]), names)
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         metadata = {
             "audio_seconds": m["duration_s"],
             "has_audio": m["path"] is not None,
@@ -78,6 +79,6 @@ def audio_track(context: AssetExecutionContext, media_file: Manifests, store: Me
         }
         if m["path"]:
             metadata["path"] = MetadataValue.path(m["path"])
-    else:
-        metadata = summary_metadata(manifests, ["kind", "duration_s", "rms_dbfs"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["kind", "duration_s", "rms_dbfs"])

@@ -2,6 +2,7 @@
 
 import time
 from pathlib import Path
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -19,8 +20,8 @@ from media_assets.per_media import (
     Manifest,
     Manifests,
     for_each_partition,
+    per_media_result,
     step_log,
-    summary_metadata,
 )
 from resources.store import MediaStore
 
@@ -88,8 +89,8 @@ def keyframes(context: AssetExecutionContext, media_file: Manifests, store: Medi
     manifests = for_each_partition(
         context, lambda key: keyframes_for(context, store, key, media_file[key], params), names
     )
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         preview = "\n".join(
             ["| t (s) | shot | reason | sharpness |", "|---|---|---|---|"]
             + [f"| {r['t']:.2f} | {r['shot']} | {r['reason']} | {r['sharpness']} |" for r in m["preview"]]
@@ -102,6 +103,6 @@ def keyframes(context: AssetExecutionContext, media_file: Manifests, store: Medi
             "table": MetadataValue.path(m["table"]),
             "preview": MetadataValue.md(preview),
         }
-    else:
-        metadata = summary_metadata(manifests, ["kind", "count", "shots", "seconds"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["kind", "count", "shots", "seconds"])

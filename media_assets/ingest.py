@@ -1,12 +1,13 @@
 """`media_file`: take a registered file into the content-addressed store, verified and probed."""
 
 from pathlib import Path
+from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis.inspect import Limits, MediaRejected, inspect_media, sha256_of
 from media_assets.config import current_settings
-from media_assets.per_media import PER_MEDIA, Manifest, for_each_partition, summary_metadata
+from media_assets.per_media import PER_MEDIA, Manifest, for_each_partition, per_media_result
 from resources.store import MediaStore
 
 SETTINGS = current_settings()
@@ -55,8 +56,8 @@ def ingest_partition(store: MediaStore, key: str, limits: Limits) -> Manifest:
 def media_file(context: AssetExecutionContext, store: MediaStore) -> MaterializeResult:
     limits = Limits.from_params(SETTINGS.of("media_file"))
     manifests = for_each_partition(context, lambda key: ingest_partition(store, key, limits))
-    if len(manifests) == 1:
-        m = next(iter(manifests.values()))
+
+    def detail(m: Manifest) -> dict[str, Any]:
         metadata = {
             "source_name": m["source_name"],
             "kind": m["kind"],
@@ -71,6 +72,6 @@ def media_file(context: AssetExecutionContext, store: MediaStore) -> Materialize
             "path": MetadataValue.path(m["path"]),
             "streams": MetadataValue.json(m["streams"]),
         }
-    else:
-        metadata = summary_metadata(manifests, ["kind", "duration_s", "container", "size_bytes"])
-    return MaterializeResult(value=manifests, metadata={"version": VERSION, **metadata})
+        return metadata
+
+    return per_media_result(manifests, VERSION, detail, ["kind", "duration_s", "container", "size_bytes"])
