@@ -19,10 +19,10 @@ from dagster import AssetKey, DagsterInstance, Definitions
 from media_assets.analysis.inspect import Limits
 from media_assets.config import Paths, current_settings
 from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks
 from media_assets.per_media import failed_partitions
 from media_assets.registration import admit, register
-from media_assets.staleness import find_stale
+from media_assets.staleness import missing_by_partition
 from resources.store import MediaStore
 
 PARTITION_RANGE_START = "dagster/asset_partition_range_start"
@@ -136,27 +136,7 @@ def _run(
 
 def _segments(keys: list[str], order: list[str]) -> list[list[str]]:
     """`keys` as runs of neighbours in partition order (a range run covers everything between)."""
-    wanted = set(keys)
-    out: list[list[str]] = []
-    current: list[str] = []
-    for k in order:
-        if k in wanted:
-            current.append(k)
-        elif current:
-            out.append(current)
-            current = []
-    if current:
-        out.append(current)
-    return out
-
-
-def _missing(instance: DagsterInstance, defs: Definitions, keys: set[str]) -> dict[str, list[str]]:
-    """Per partition, the assets still to do (never materialised, or stale)."""
-    out: dict[str, list[str]] = {}
-    for s in find_stale(instance, defs):
-        if s.partition in keys:
-            out.setdefault(s.partition, []).append(s.asset)
-    return out
+    return [members for _, _, members in range_chunks(keys, order, max(1, len(keys)))]
 
 
 def analyse(
@@ -181,7 +161,7 @@ def analyse(
     results: list[FileResult] = []
     batch: list[tuple[FileResult, str]] = []  # new files, analysed in one run
     singles: list[tuple[FileResult, list[AssetKey]]] = []  # known files with stale assets
-    stale_now: dict[str, list[str]] | None = None
+    stale_now: dict[str, set[str]] | None = None
     n = len(targets)
     for i, path in enumerate(targets, 1):
         name = path.name
@@ -209,8 +189,8 @@ def analyse(
             progress(f"[{i}/{n}] {name}: {r.reason}")
             continue
         if stale_now is None:  # one event-log read for all known files
-            stale_now = _missing(instance, defs, known)
-        stale = sorted(set(stale_now.get(a.key, [])))
+            stale_now = missing_by_partition(instance, defs, known)
+        stale = sorted(stale_now.get(a.key, set()))
         if not stale:
             r.reason = f"same bytes as {a.key}, already analysed"
             progress(f"[{i}/{n}] {name}: already analysed as {a.key}")
@@ -248,14 +228,14 @@ def analyse(
                 if reason:  # its own failure, with the reason our assets gave: done with it
                     by_key[key].status, by_key[key].reason = "failed", reason
                     by_key.pop(key)
-            todo = _missing(instance, defs, set(by_key))
+            todo = missing_by_partition(instance, defs, set(by_key))
             keys = [k for k in order if k in todo]
             if not keys:
                 break
             selection = sorted({AssetKey.from_user_string(a) for k in keys for a in todo[k]}, key=str)
             segments = _segments(keys, order)
         else:
-            todo = _missing(instance, defs, set(by_key))
+            todo = missing_by_partition(instance, defs, set(by_key))
             for key in todo:
                 singles.append((by_key[key], [AssetKey.from_user_string(a) for a in sorted(set(todo[key]))]))
 

@@ -96,3 +96,14 @@ def find_stale(
             if wanted is None or key.to_user_string() in wanted:
                 rows.append(StalePartition(key.to_user_string(), p, rec, current, reason))
     return rows
+
+
+def missing_by_partition(instance: DagsterInstance, defs: Definitions, keys: Iterable[str]) -> dict[str, set[str]]:
+    """Per partition of `keys`, the assets it still lacks (never materialised, or stale): what a
+    follow-up run must select. Partitions lacking nothing are absent."""
+    wanted = set(keys)
+    out: dict[str, set[str]] = {}
+    for s in find_stale(instance, defs):
+        if s.partition in wanted:
+            out.setdefault(s.partition, set()).add(s.asset)
+    return out

@@ -35,7 +35,7 @@ from dagster._core.storage.tags import (
 from media_assets.jobs import analyse_media_job
 from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks
 from media_assets.per_media import MAX_PARTITIONS_PER_RUN, failed_partitions
-from media_assets.staleness import GraphOnly, find_stale
+from media_assets.staleness import GraphOnly, missing_by_partition
 
 SPLIT_FROM_TAG = "medialens/split_from"
 
@@ -105,11 +105,7 @@ def failed_batch_sensor(context: RunFailureSensorContext) -> list[RunRequest] | 
     graph = context.repository_def.asset_graph if context.repository_def else None
     if graph is None:
         return SkipReason("no repository to plan from")
-    missing: dict[str, set[str]] = {}
-    wanted = set(members)
-    for s in find_stale(context.instance, cast(Definitions, GraphOnly(graph))):
-        if s.partition in wanted:
-            missing.setdefault(s.partition, set()).add(s.asset)
+    missing = missing_by_partition(context.instance, cast(Definitions, GraphOnly(graph)), members)
     runs = rerun_requests(run.run_id, members, failed, missing, order)
     named = ", ".join(f"{k} ({v})" for k, v in failed.items()) or "none named: each file alone"
     context.log.info(f"run {run.run_id} failed for {named}; {len(runs)} run(s) for the other files")

@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from media_assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
-from media_assets.staleness import find_stale
+from media_assets.staleness import missing_by_partition
 from resources.store import MediaStore
 from sensors.failed_batch import SPLIT_FROM_TAG, failed_batch_sensor, rerun_requests
 from tests.media_assets.test_graph import register_file
@@ -54,14 +54,6 @@ def evaluate(defs: Definitions, instance: DagsterInstance, run_id: str) -> list[
     result = failed_batch_sensor(context)
     assert isinstance(result, list | SkipReason)
     return result
-
-
-def missing(instance: DagsterInstance, defs: Definitions, keys: list[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for s in find_stale(instance, defs):
-        if s.partition in keys:
-            out.setdefault(s.partition, set()).add(s.asset)
-    return out
 
 
 def test_the_other_files_of_a_failed_range_run_go_on_without_the_bad_one(
@@ -103,7 +95,7 @@ def test_the_other_files_of_a_failed_range_run_go_on_without_the_bad_one(
             raise_on_error=False,
         )
         assert again.success
-    still = missing(instance, defs, [good1, good2, bad, good3])
+    still = missing_by_partition(instance, defs, [good1, good2, bad, good3])
     assert set(still) == {bad}  # every good file is fully analysed; the bad one keeps its failure
     assert "keyframes" in still[bad]
     assert store.read_manifest("tags", good2) is not None and store.read_manifest("faces", good1) is not None
