@@ -30,6 +30,7 @@ Speed (2-core CPU): SmolLM2 loads in ~0.5-1.7 s; one rewrite of a ~450-token pro
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import logging
@@ -39,6 +40,7 @@ import re
 import time
 import urllib.request
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -978,6 +980,11 @@ class Summarizer:
             )
             self._llama = model.client
             self._chain = model | StrOutputParser()
+            # Close it before the interpreter tears llama_cpp's module down: Llama.__del__ at exit
+            # otherwise prints "Exception ignored ... 'NoneType' object is not callable" after every
+            # CLI run that summarised. A weak reference, so a dropped model still frees its memory.
+            llama = weakref.ref(self._llama)
+            atexit.register(lambda: (m := llama()) is not None and m.close())
         else:
             self._chain = _openai_runnable(p) | StrOutputParser()
 
