@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetKey, DagsterInstance
 from dagster._core.storage.dagster_run import RunsFilter
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from media_assets.analysis import people as persons
 from media_assets.partitions import MEDIA_PARTITIONS_NAME
@@ -42,8 +43,6 @@ from resources.qdrant import QdrantResource
 from resources.store import MediaStore
 
 PARTITION_TAG = "dagster/partition"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 # Store folders that are not per-asset output folders.
 _NOT_ASSET_DIRS = {"media", "manifests", "sources", "incoming", "person_dossiers", "reports"}
 
@@ -114,9 +113,9 @@ def _runs_covering(instance: DagsterInstance, key: str, order: list[str]) -> int
         return 0
     at = order.index(key)
     count = 0
-    for r in instance.get_run_records(RunsFilter(tags={RANGE_START_TAG: order})):
+    for r in instance.get_run_records(RunsFilter(tags={ASSET_PARTITION_RANGE_START_TAG: order})):
         tags = r.dagster_run.tags
-        start, end = tags.get(RANGE_START_TAG), tags.get(RANGE_END_TAG)
+        start, end = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
         if start in order and end in order and order.index(start) <= at <= order.index(end):
             count += 1
     return count

@@ -7,6 +7,7 @@ same Dagster instance as the UI's, so the UI, `medialens stale` and backfills se
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -19,19 +20,26 @@ from dagster import AssetKey, DagsterInstance, Definitions
 from media_assets.analysis.inspect import Limits
 from media_assets.config import Paths, current_settings
 from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks
+from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks, range_tags
 from media_assets.per_media import failed_partitions
 from media_assets.registration import admit, register
 from media_assets.staleness import missing_by_partition
 from resources.store import MediaStore
 
-PARTITION_RANGE_START = "dagster/asset_partition_range_start"
-PARTITION_RANGE_END = "dagster/asset_partition_range_end"
-
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-# Written into a DAGSTER_HOME that has no dagster.yaml (same settings as dagster_home/dagster.yaml).
-DEFAULT_INSTANCE_YAML = """telemetry:
+
+
+def instance_yaml(home: Path) -> str:
+    """The dagster.yaml written into a DAGSTER_HOME that has none: dagster_home/dagster.yaml's
+    settings, with the storage's folder spelled out (the file may be read without DAGSTER_HOME)."""
+    return f"""telemetry:
   enabled: false
+storage:
+  custom:
+    module: media_assets.event_storage
+    class: BatchingSqliteStorage
+    config:
+      base_dir: {json.dumps(str(home.absolute()))}
 concurrency:
   runs:
     max_concurrent_runs: 2
@@ -71,7 +79,7 @@ def dagster_instance(paths: Paths) -> DagsterInstance:
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(DEFAULT_INSTANCE_YAML)
+        (home / "dagster.yaml").write_text(instance_yaml(home))
     return DagsterInstance.get()
 
 
@@ -123,14 +131,13 @@ def _run(
     tags: dict[str, str],
 ) -> Any:
     """One in-process run of the analysis job over `keys` (contiguous in partition order)."""
-    range_tags = {PARTITION_RANGE_START: keys[0], PARTITION_RANGE_END: keys[-1]} if len(keys) > 1 else {}
     return job.execute_in_process(
         instance=instance,
         partition_key=keys[0] if len(keys) == 1 else None,
         run_config=QUIET,
         raise_on_error=False,
         asset_selection=selection,
-        tags={**tags, **range_tags, "medialens/launched_by": "cli"},
+        tags={**tags, **range_tags(keys[0], keys[-1]), "medialens/launched_by": "cli"},
     )
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePath
 
-from dagster import DynamicPartitionsDefinition
+from dagster import AssetKey, DynamicPartitionsDefinition, RunRequest
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 MEDIA_PARTITIONS_NAME = "media"
 media_partitions = DynamicPartitionsDefinition(name=MEDIA_PARTITIONS_NAME)
@@ -63,6 +64,32 @@ def range_chunks(partitions: Iterable[str], order: Sequence[str], limit: int) ->
         else:
             out.append([p])
     return [(c[0], c[-1], c) for c in out]
+
+
+def range_tags(first: str, last: str) -> dict[str, str]:
+    """The tags that make a run cover first..last (Dagster 1.13 takes a range only as run tags);
+    none for a single partition."""
+    if first == last:
+        return {}
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+
+
+def partitions_run_request(
+    first: str,
+    last: str,
+    *,
+    run_key: str,
+    tags: Mapping[str, str],
+    asset_selection: Sequence[AssetKey] | None = None,
+) -> RunRequest:
+    """A sensor's run over the partitions first..last (one of `range_chunks`): a plain partition
+    run when they are the same, else a range run."""
+    return RunRequest(
+        run_key=run_key,
+        partition_key=first if first == last else None,
+        asset_selection=asset_selection,
+        tags={**tags, **range_tags(first, last)},
+    )
 
 
 def is_valid_key(key: str) -> bool:

@@ -33,7 +33,7 @@ from dagster._core.storage.tags import (
 )
 
 from media_assets.jobs import analyse_media_job
-from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks
+from media_assets.partitions import MEDIA_PARTITIONS_NAME, partitions_run_request, range_chunks
 from media_assets.per_media import MAX_PARTITIONS_PER_RUN, failed_partitions
 from media_assets.staleness import GraphOnly, missing_by_partition
 
@@ -68,13 +68,9 @@ def rerun_requests(
     for selection, parts in sorted(groups.items()):
         assets = [AssetKey.from_user_string(a) for a in selection]
         for first, last, chunk in range_chunks(parts, order, 1 if alone else limit):
+            key = f"split-{run_id}-{first}" if first == last else f"split-{run_id}-{first}..{last}"
             tags = {SPLIT_FROM_TAG: run_id, "medialens/files": str(len(chunk))}
-            if first == last:
-                key = f"split-{run_id}-{first}"
-                runs.append(RunRequest(run_key=key, partition_key=first, asset_selection=assets, tags=tags))
-            else:
-                tags.update({ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last})
-                runs.append(RunRequest(run_key=f"split-{run_id}-{first}..{last}", asset_selection=assets, tags=tags))
+            runs.append(partitions_run_request(first, last, run_key=key, tags=tags, asset_selection=assets))
     return runs
 
 

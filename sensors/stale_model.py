@@ -28,10 +28,9 @@ from dagster import (
     SensorResult,
     sensor,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks
+from media_assets.partitions import MEDIA_PARTITIONS_NAME, partitions_run_request, range_chunks
 from media_assets.per_media import MAX_PARTITIONS_PER_RUN
 from media_assets.staleness import GraphOnly
 
@@ -88,15 +87,12 @@ def stale_model_sensor(context: SensorEvaluationContext) -> SensorResult:
             if len(runs) >= MAX_RUNS_PER_TICK:
                 break
             runs.append(
-                RunRequest(
+                partitions_run_request(
+                    first,
+                    last,
                     run_key=f"stale-{digest}-{'+'.join(selection)}-{first}-{last}",
                     asset_selection=[AssetKey.from_user_string(a) for a in selection],
-                    tags={
-                        ASSET_PARTITION_RANGE_START_TAG: first,
-                        ASSET_PARTITION_RANGE_END_TAG: last,
-                        "medialens/launched_by": "stale_model_sensor",
-                        "medialens/versions": digest,
-                    },
+                    tags={"medialens/launched_by": "stale_model_sensor", "medialens/versions": digest},
                 )
             )
             requested.update(f"{a}/{m}" for a in selection for m in members)

@@ -14,12 +14,11 @@ from dagster import (
     SensorResult,
     sensor,
 )
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from media_assets.analysis.inspect import Limits
 from media_assets.config import current_settings
 from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import MEDIA_PARTITIONS_NAME, media_partitions
+from media_assets.partitions import MEDIA_PARTITIONS_NAME, media_partitions, partitions_run_request
 from media_assets.per_media import MAX_PARTITIONS_PER_RUN
 from media_assets.registration import admit, register, stored_suffix
 from resources.inbox import InboxResource
@@ -97,15 +96,9 @@ def batch_runs(new: list[tuple[str, str]], limit: int | None = None) -> list[Run
             continue
         first, last = chunk[0][0], chunk[-1][0]
         names = ", ".join(name for _, name in chunk)
-        runs.append(
-            RunRequest(
-                run_key=f"{first}..{last}",
-                tags={
-                    ASSET_PARTITION_RANGE_START_TAG: first,
-                    ASSET_PARTITION_RANGE_END_TAG: last,
-                    "medialens/files": str(len(chunk)),
-                    "medialens/sources": names if len(names) <= 200 else names[:197] + "...",
-                },
-            )
-        )
+        tags = {
+            "medialens/files": str(len(chunk)),
+            "medialens/sources": names if len(names) <= 200 else names[:197] + "...",
+        }
+        runs.append(partitions_run_request(first, last, run_key=f"{first}..{last}", tags=tags))
     return runs

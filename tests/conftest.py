@@ -47,8 +47,16 @@ def resources(paths: Paths) -> dict[str, object]:
 
 
 @pytest.fixture
-def instance() -> Iterator[DagsterInstance]:
-    with instance_for_test() as inst:
+def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
+    """A Dagster instance with the storage medialens configures (batched asset events)."""
+    home = tmp_path / "dagster_instance"
+    home.mkdir()
+    storage = {
+        "module": "media_assets.event_storage",
+        "class": "BatchingSqliteStorage",
+        "config": {"base_dir": str(home)},
+    }
+    with instance_for_test(temp_dir=str(home), overrides={"storage": {"custom": storage}}) as inst:
         yield inst
 
 

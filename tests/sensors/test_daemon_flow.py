@@ -15,7 +15,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef
 
-from media_assets.headless import DEFAULT_INSTANCE_YAML
+from media_assets.headless import instance_yaml
 from media_assets.reanalyse import start_daemon, stop_daemon
 from media_assets.staleness import find_stale
 from sensors.failed_batch import SPLIT_FROM_TAG
@@ -32,7 +32,7 @@ def test_dropped_files_are_analysed_together_and_a_bad_one_fails_alone(
     inbox = home / "inbox"
     inbox.mkdir(parents=True)
     dagster_home.mkdir()
-    (dagster_home / "dagster.yaml").write_text(DEFAULT_INSTANCE_YAML)
+    (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
     dropped = [samples["astronaut.png"], samples["chelsea.webp"], bad_inputs["truncated_mkv"], samples["messi5.jpg"]]
     now = time.time() - 60
     for i, src in enumerate(dropped):  # oldest first is the order the sensor takes them in

@@ -49,10 +49,12 @@ def tick(instance: DagsterInstance, defs: Any, cursor: str | None) -> SensorResu
 
 
 def ranges(result: SensorResult) -> list[tuple[str, str]]:
-    return [
-        (r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
-        for r in result.run_requests or []
-    ]
+    """(first, last) of each requested run; a single partition is a plain partition run."""
+    out = []
+    for r in result.run_requests or []:
+        span = r.partition_key_range
+        out.append((span.start, span.end) if span else (r.partition_key, r.partition_key))
+    return out
 
 
 def test_definitions_register_it_stopped(defs: Any) -> None:
