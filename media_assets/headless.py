@@ -29,6 +29,18 @@ from resources.store import MediaStore
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+# What earlier versions wrote into a new DAGSTER_HOME (Dagster's stock sqlite storage): replaced by
+# instance_yaml() when found unchanged, so homes made before get the batching storage too.
+EARLIER_INSTANCE_YAML = """telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 2
+  pools:
+    default_limit: 1
+"""
+
+
 def instance_yaml(home: Path) -> str:
     """The dagster.yaml written into a DAGSTER_HOME that has none: dagster_home/dagster.yaml's
     settings, with the storage's folder spelled out (the file may be read without DAGSTER_HOME)."""
@@ -78,8 +90,9 @@ def dagster_instance(paths: Paths) -> DagsterInstance:
         os.environ["DAGSTER_HOME"] = str(home)
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(instance_yaml(home))
+    config = home / "dagster.yaml"
+    if not config.exists() or config.read_text() == EARLIER_INSTANCE_YAML:
+        config.write_text(instance_yaml(home))  # same folders: what is stored there stays
     return DagsterInstance.get()
 
 

@@ -23,8 +23,9 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from media_assets import event_storage
+from media_assets.config import Paths
 from media_assets.event_storage import EVENT_BATCH_SIZE_ENV, BatchingSqliteEventLogStorage, BatchingSqliteStorage
-from media_assets.headless import instance_yaml
+from media_assets.headless import EARLIER_INSTANCE_YAML, dagster_instance, instance_yaml
 
 PARTS = StaticPartitionsDefinition(["a", "b", "c", "d"])
 RANGE = {"dagster/asset_partition_range_start": "a", "dagster/asset_partition_range_end": "c"}
@@ -147,3 +148,22 @@ def test_a_failing_index_write_falls_back_to_one_event_at_a_time(
     with open_instance(tmp_path / "flaky", batching=True) as instance:
         assert materialize([upstream, downstream], instance=instance, tags=RANGE).success
         assert what_was_stored(instance) == reference  # nothing lost, nothing stored twice
+
+
+def test_the_cli_gives_new_and_earlier_homes_the_batching_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = Paths.from_env({"MEDIALENS_HOME": str(tmp_path / "home")})
+    fresh, earlier, edited = tmp_path / "fresh", tmp_path / "earlier", tmp_path / "edited"
+    for home, text in ((earlier, EARLIER_INSTANCE_YAML), (edited, EARLIER_INSTANCE_YAML + "# the user's\n")):
+        home.mkdir()
+        (home / "dagster.yaml").write_text(text)
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(earlier))) as instance:
+        assert materialize([upstream], instance=instance, tags=RANGE).success  # on the stock storage
+    for home, batching in ((fresh, True), (earlier, True), (edited, False)):
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
+        with dagster_instance(paths) as instance:
+            assert isinstance(instance.event_log_storage, BatchingSqliteEventLogStorage) is batching, home
+            if home == earlier:  # same folders: what the stock storage wrote is still there
+                assert sorted(instance.get_materialized_partitions(AssetKey("upstream"))) == ["a", "b", "c"]
+    assert (edited / "dagster.yaml").read_text().endswith("# the user's\n")
