@@ -2,12 +2,13 @@
 
 A range run of N files writes about 20 asset events per file (one `ASSET_MATERIALIZATION_PLANNED`
 and one `ASSET_MATERIALIZATION` per partition and asset). Dagster's stock sqlite event log stores
-each one alone: a new engine, a commit in the run's shard and another in the index shard, about
-25 ms an event here, which made the event log most of what a 20-file run spends outside the models
-(bench/vision.py). Dagster already hands these events over in batches (`DAGSTER_EVENT_BATCH_SIZE`,
-`EventLogStorage.store_event_batch`), but the OSS sqlite storage then writes them one by one; this
-storage writes each batch in one transaction per shard. What lands in the tables is the same rows
-the stock storage writes (tests/media_assets/test_event_storage.py compares them).
+each one alone: a new engine, a commit in the run's shard and another in the index shard, 8-25 ms
+an event on this project's 2-core machines. That made the event log most of what a 20-file run
+spent outside the models (bench/vision.py, bench/event_log.py). Dagster already hands these events
+over in batches (`DAGSTER_EVENT_BATCH_SIZE`, `EventLogStorage.store_event_batch`), but the OSS
+sqlite storage then writes them one by one; this storage writes each batch in one transaction per
+shard. What lands in the tables is the same rows the stock storage writes
+(tests/media_assets/test_event_storage.py compares them).
 
 Configured in dagster.yaml as a custom `storage` (dagster_home/dagster.yaml, headless.py); the
 Postgres deployment keeps Dagster's own storage.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from itertools import groupby
 
 from dagster._core.events import ASSET_EVENTS, BATCH_WRITABLE_EVENTS
 from dagster._core.events.log import EventLogEntry
@@ -50,36 +50,44 @@ def _batched(event: EventLogEntry) -> bool:
     )
 
 
+def _leading_batchable_run(events: Sequence[EventLogEntry], start: int) -> list[EventLogEntry]:
+    """The events from `start` on that can be written together: batchable, of the same run."""
+    run: list[EventLogEntry] = []
+    for event in events[start:]:
+        if not _batched(event) or (run and event.run_id != run[0].run_id):
+            break
+        run.append(event)
+    return run
+
+
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` whose `store_event_batch` commits once per shard per batch."""
 
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
-        pending: list[EventLogEntry] = []
-        for event in events:  # order is kept: other events are stored alone, between the batches
-            if _batched(event):
-                pending.append(event)
-                continue
-            self._store_together(pending)
-            pending = []
-            self.store_event(event)
-        self._store_together(pending)
+        stored = 0  # events[:stored] are written (the order is kept)
+        try:
+            while stored < len(events):
+                run = _leading_batchable_run(events, stored)
+                if len(run) > 1:
+                    self._store_together(run)
+                else:  # other events, and a lone asset event, are stored as the stock storage does
+                    self.store_event(events[stored])
+                stored += max(1, len(run))
+        except Exception:
+            if stored == 0:
+                raise  # nothing written: Dagster falls back to storing them one by one
+            for event in events[stored:]:  # Dagster's fallback would write events[:stored] twice
+                self.store_event(event)
 
     def _store_together(self, events: list[EventLogEntry]) -> None:
-        for run_id, group in groupby(events, key=lambda e: e.run_id):
-            run_events = list(group)
-            if len(run_events) == 1:
-                self.store_event(run_events[0])
-                continue
-            # The run's shard first: if this fails nothing is written and Dagster falls back to
-            # storing the events one by one.
-            with self.run_connection(run_id) as conn:
-                conn.execute(self.prepare_insert_event_batch(run_events))
-            try:
-                self._mirror_in_index(run_events)
-            except Exception:
-                # Dagster's fallback would store them in the run's shard a second time.
-                for event in run_events:
-                    self._mirror_in_index([event])
+        """Asset events of one run: one commit in its shard, one in the index."""
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(self.prepare_insert_event_batch(events))
+        try:
+            self._mirror_in_index(events)
+        except Exception:
+            for event in events:  # in the run's shard already: mirror them one at a time
+                self._mirror_in_index([event])
 
     def _mirror_in_index(self, events: list[EventLogEntry]) -> None:
         """The index shard's rows for asset events, as `SqliteEventLogStorage.store_event` writes

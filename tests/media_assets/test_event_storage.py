@@ -19,6 +19,7 @@ from dagster import (
     asset,
     materialize,
 )
+from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
@@ -167,3 +168,36 @@ def test_the_cli_gives_new_and_earlier_homes_the_batching_storage(
             if home == earlier:  # same folders: what the stock storage wrote is still there
                 assert sorted(instance.get_materialized_partitions(AssetKey("upstream"))) == ["a", "b", "c"]
     assert (edited / "dagster.yaml").read_text().endswith("# the user's\n")
+
+
+def test_a_failure_part_way_through_a_batch_writes_nothing_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_instance(tmp_path / "source", batching=False) as source:
+        assert materialize([upstream, downstream], instance=source, tags=RANGE).success
+        (run,) = source.get_run_records()
+        run_id = run.dagster_run.run_id
+        entries = source.all_logs(run_id)
+    planned = [e for e in entries if e.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION_PLANNED]
+    step_start = next(e for e in entries if e.dagster_event_type == DagsterEventType.STEP_START)
+    storage = BatchingSqliteEventLogStorage(str(tmp_path / "target"))
+    original = BatchingSqliteEventLogStorage.store_event
+    failed: list[EventLogEntry] = []
+
+    def once_busy(self: BatchingSqliteEventLogStorage, event: EventLogEntry) -> None:
+        if event is step_start and not failed:
+            failed.append(event)
+            raise RuntimeError("database is locked")
+        original(self, event)
+
+    monkeypatch.setattr(BatchingSqliteEventLogStorage, "store_event", once_busy)
+    storage.store_event_batch([*planned, step_start, *planned[:2]])  # no exception: all was written
+    assert failed
+    kinds = [e.dagster_event_type for e in storage.get_logs_for_run(run_id)]
+    assert (
+        kinds
+        == [DagsterEventType.ASSET_MATERIALIZATION_PLANNED] * len(planned)
+        + [DagsterEventType.STEP_START]
+        + [DagsterEventType.ASSET_MATERIALIZATION_PLANNED] * 2
+    )
+    storage.dispose()
