@@ -12,7 +12,6 @@ Each storage runs in its own process, so the batching switch of one cannot leak 
 Usage: .venv/bin/python bench/event_log.py [--postgres-url postgresql://user@host:port/db]
 """
 
-
 import argparse
 import os
 import subprocess
