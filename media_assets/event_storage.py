@@ -21,17 +21,9 @@ from collections.abc import Sequence
 
 from dagster._core.events import ASSET_EVENTS, BATCH_WRITABLE_EVENTS
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
-from dagster._core.storage.schedules.sqlite.sqlite_schedule_storage import SqliteScheduleStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
-from dagster._core.storage.sqlite_storage import (
-    DagsterSqliteStorage,
-    _event_logs_directory,
-    _runs_directory,
-    _schedule_directory,
-)
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
 
 # Dagster reads this per event; 0 (its default) turns batching off. A batch ends at the end of a
@@ -50,14 +42,14 @@ def _batched(event: EventLogEntry) -> bool:
     )
 
 
-def _leading_batchable_run(events: Sequence[EventLogEntry], start: int) -> list[EventLogEntry]:
-    """The events from `start` on that can be written together: batchable, of the same run."""
-    run: list[EventLogEntry] = []
+def _writable_together(events: Sequence[EventLogEntry], start: int) -> list[EventLogEntry]:
+    """The events from `start` on that one commit can hold: batchable, of the same run."""
+    group: list[EventLogEntry] = []
     for event in events[start:]:
-        if not _batched(event) or (run and event.run_id != run[0].run_id):
+        if not _batched(event) or (group and event.run_id != group[0].run_id):
             break
-        run.append(event)
-    return run
+        group.append(event)
+    return group
 
 
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
@@ -67,12 +59,12 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         stored = 0  # events[:stored] are written (the order is kept)
         try:
             while stored < len(events):
-                run = _leading_batchable_run(events, stored)
-                if len(run) > 1:
-                    self._store_together(run)
+                group = _writable_together(events, stored)
+                if len(group) > 1:
+                    self._store_together(group)
                 else:  # other events, and a lone asset event, are stored as the stock storage does
                     self.store_event(events[stored])
-                stored += max(1, len(run))
+                stored += max(1, len(group))
         except Exception:
             if stored == 0:
                 raise  # nothing written: Dagster falls back to storing them one by one
@@ -107,14 +99,8 @@ class BatchingSqliteStorage(DagsterSqliteStorage):
     Dagster's event batching for the processes that use it (run workers inherit it)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
-        # DagsterSqliteStorage.__init__ builds the stock event log; build the same three storages
-        # here instead, the event log being ours.
-        self.base_dir = base_dir
-        self._run_storage = SqliteRunStorage.from_local(_runs_directory(base_dir))
+        super().__init__(base_dir, inst_data=inst_data)
         self._event_log_storage = BatchingSqliteEventLogStorage(_event_logs_directory(base_dir))
-        self._schedule_storage = SqliteScheduleStorage.from_local(_schedule_directory(base_dir))
-        self._inst_data = inst_data
-        DagsterStorage.__init__(self)  # type: ignore[arg-type]  # a generic base mypy cannot bind
         os.environ.setdefault(EVENT_BATCH_SIZE_ENV, str(EVENT_BATCH_SIZE))
 
     @classmethod

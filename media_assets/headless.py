@@ -7,7 +7,6 @@ same Dagster instance as the UI's, so the UI, `medialens stale` and backfills se
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -15,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from dagster import AssetKey, DagsterInstance, Definitions
 
 from media_assets.analysis.inspect import Limits
@@ -41,23 +41,23 @@ concurrency:
 """
 
 
+def storage_config(home: Path) -> dict[str, Any]:
+    """dagster.yaml's `storage:` for medialens: Dagster's sqlite storage in `home`, asset events
+    batched (media_assets/event_storage.py). Spelled out, the file may be read without DAGSTER_HOME."""
+    base_dir = str(home.absolute())
+    return {
+        "custom": {
+            "module": "media_assets.event_storage",
+            "class": "BatchingSqliteStorage",
+            "config": {"base_dir": base_dir},
+        }
+    }
+
+
 def instance_yaml(home: Path) -> str:
     """The dagster.yaml written into a DAGSTER_HOME that has none: dagster_home/dagster.yaml's
-    settings, with the storage's folder spelled out (the file may be read without DAGSTER_HOME)."""
-    return f"""telemetry:
-  enabled: false
-storage:
-  custom:
-    module: media_assets.event_storage
-    class: BatchingSqliteStorage
-    config:
-      base_dir: {json.dumps(str(home.absolute()))}
-concurrency:
-  runs:
-    max_concurrent_runs: 2
-  pools:
-    default_limit: 1
-"""
+    settings (the earlier ones plus the batching storage)."""
+    return EARLIER_INSTANCE_YAML + yaml.safe_dump({"storage": storage_config(home)}, sort_keys=False)
 
 
 @dataclass

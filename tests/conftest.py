@@ -10,6 +10,7 @@ import pytest
 from dagster import DagsterInstance, instance_for_test
 
 from media_assets.config import Paths
+from media_assets.headless import storage_config
 from media_assets.samples import generate_bad_inputs, generate_samples
 from resources import build_resources, inference_cache
 from tests.redis_server import REDIS_SERVER, RedisServer
@@ -51,12 +52,7 @@ def instance(tmp_path: Path) -> Iterator[DagsterInstance]:
     """A Dagster instance with the storage medialens configures (batched asset events)."""
     home = tmp_path / "dagster_instance"
     home.mkdir()
-    storage = {
-        "module": "media_assets.event_storage",
-        "class": "BatchingSqliteStorage",
-        "config": {"base_dir": str(home)},
-    }
-    with instance_for_test(temp_dir=str(home), overrides={"storage": {"custom": storage}}) as inst:
+    with instance_for_test(temp_dir=str(home), overrides={"storage": storage_config(home)}) as inst:
         yield inst
 
 

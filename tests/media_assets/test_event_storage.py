@@ -19,6 +19,7 @@ from dagster import (
     asset,
     materialize,
 )
+from dagster._core.definitions.data_version import extract_data_version_from_entry
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
@@ -87,15 +88,9 @@ def what_was_stored(instance: DagsterInstance) -> dict[str, Any]:
             entry.asset_entry.last_run_id == run.dagster_run.run_id,
             last.dagster_event.partition if last and last.dagster_event else None,
         )
-        out[f"{name} data versions"] = sorted((p, v.value) for p, v in _data_versions(instance, key).items())
+        versions = {r.partition_key: extract_data_version_from_entry(r.event_log_entry) for r in records}
+        out[f"{name} data versions"] = sorted((p, v.value) for p, v in versions.items() if p and v)
     return out
-
-
-def _data_versions(instance: DagsterInstance, key: AssetKey) -> dict[str, Any]:
-    from dagster._core.definitions.data_version import extract_data_version_from_entry
-
-    records = instance.fetch_materializations(key, limit=100).records
-    return {r.partition_key: extract_data_version_from_entry(r.event_log_entry) for r in records if r.partition_key}
 
 
 def test_same_rows_as_dagsters_sqlite_storage_in_fewer_commits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
