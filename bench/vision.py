@@ -82,8 +82,8 @@ def model_speeds(keyframe_paths: list[Path]) -> None:
 def bare_loop(files: list[Path], out: Path, with_loads: bool = False) -> tuple[float, dict[str, float]]:
     """The same files through the same analysis functions with no orchestration; returns seconds,
     and the seconds inside each model (comparable with the assets' model_seconds). `with_loads`
-    counts loading the models too (once, as any script over these files would)."""
-    t_loads = time.perf_counter()
+    counts loading the models too (once, as any script over these files would); not the imports,
+    which a run does before it starts (loading the code location)."""
     from media_assets.analysis import transcript as speech
     from media_assets.analysis.audio import extract_audio
     from media_assets.analysis.inspect import Limits, inspect_media
@@ -96,6 +96,7 @@ def bare_loop(files: list[Path], out: Path, with_loads: bool = False) -> tuple[f
     from media_assets.safety import SAFETY_MODEL
     from media_assets.tags import TAG_MODEL
 
+    t_loads = time.perf_counter()
     settings = current_settings()
     # the assets' own models, settings and batch sizes (their KeyframeModel specs)
     specs = (OCR_MODEL, POSE_MODEL, FACE_MODEL, SAFETY_MODEL, TAG_MODEL)

@@ -20,7 +20,7 @@ from media_assets.partitions import media_partitions
 
 # Partitions per run (upload batches, backfills, sensors' re-runs). A daemon-launched run is a new
 # process that loads its models again (~5 s for all of them here), so small runs multiply that:
-# bench/inbox.py, 20 dropped files: one run 20.8 s, runs of 8 (three) 48.5 s, bare loop 16.3 s.
+# bench/inbox.py, 20 dropped files: one run 21.4 s, runs of 8 (three) 48.3 s, bare loop 15.7 s.
 # The daemon that `medialens reanalyse --wait` starts sets it to the command's --max-per-run
 # (media_assets/reanalyse.py).
 MAX_PARTITIONS_PER_RUN = max(1, int(os.environ.get("MEDIALENS_MAX_PARTITIONS_PER_RUN") or 32))
