@@ -24,6 +24,11 @@ VERSION = SETTINGS.version("audio_track")
 ASSET = "audio_track"
 
 
+def wav_bytes(duration_s: float | None, sample_rate: int) -> int | None:
+    """The size of a 16-bit mono WAV of that duration (for a full disk's message); None unknown."""
+    return 44 + 2 * round(duration_s * sample_rate) if duration_s else None
+
+
 def audio_for(context: AssetExecutionContext, store: MediaStore, key: str, media: Manifest) -> Manifest:
     """Extract one partition's audio; images and silent videos have none (path is None)."""
     started = time.perf_counter()
@@ -32,24 +37,29 @@ def audio_for(context: AssetExecutionContext, store: MediaStore, key: str, media
         store.prune_other_versions(ASSET, key, VERSION)
         return base
     sample_rate = int(SETTINGS.of(ASSET)["sample_rate"])
-    track = extract_audio(
-        Path(media["path"]),
-        store.artefact_dir(ASSET, VERSION, key).with_suffix(".wav"),
-        sample_rate=sample_rate,
-        declared_duration_s=media["duration_s"],
-        progress=(
-            (lambda share: step_log(context).progress(f"{key}: extracted {share:.0%} of the audio"))
-            if (media["duration_s"] or 0) >= LONG_MEDIA_S
-            else None
-        ),
-        expect_full_duration=media["kind"] == "audio",
-    )
+    wav = store.artefact_dir(ASSET, VERSION, key).with_suffix(".wav")
+    # Extracted into scratch and renamed into place: a kill or a full disk never leaves half a WAV.
+    with store.atomic_file(
+        wav, needed=wav_bytes(media["duration_s"], sample_rate), approx="about", what=f"16 kHz WAV of {key}"
+    ) as tmp:
+        track = extract_audio(
+            Path(media["path"]),
+            tmp,
+            sample_rate=sample_rate,
+            declared_duration_s=media["duration_s"],
+            progress=(
+                (lambda share: step_log(context).progress(f"{key}: extracted {share:.0%} of the audio"))
+                if (media["duration_s"] or 0) >= LONG_MEDIA_S
+                else None
+            ),
+            expect_full_duration=media["kind"] == "audio",
+        )
     store.prune_other_versions(ASSET, key, VERSION)
     if track is None:
         return base
     return {
         **base,
-        "path": track.path,
+        "path": str(wav),
         "sample_rate": track.sample_rate,
         "duration_s": track.duration_s,
         "rms_dbfs": track.rms_dbfs,

@@ -26,6 +26,8 @@ from dagster._core.storage.sqlalchemy_compat import db_result
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
 from dagster._serdes import ConfigurableClassData
 
+from resources.faults import fault_point
+
 # Dagster reads this per event; 0 (its default) turns batching off. A batch ends at the end of a
 # step's outputs or of a run's planned events, so the size only bounds memory for huge runs.
 EVENT_BATCH_SIZE_ENV = "DAGSTER_EVENT_BATCH_SIZE"
@@ -75,6 +77,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         """Asset events of one run: one commit in its shard, one in the index."""
         with self.run_connection(events[0].run_id) as conn:
             conn.execute(self.prepare_insert_event_batch(events))
+        fault_point("events:index")
         try:
             self._mirror_in_index(events)
         except Exception:

@@ -33,28 +33,32 @@ ASSET = "keyframes"
 def keyframes_for(
     context: AssetExecutionContext, store: MediaStore, key: str, media: Manifest, params: KeyframeParams
 ) -> Manifest:
-    """Pick and store one partition's keyframes; audio-only media get an empty index."""
+    """Pick and store one partition's keyframes; audio-only media get an empty index.
+
+    The JPEGs are written into a scratch folder that replaces the partition's folder only once it
+    is complete (a kill, a bad frame or a full disk leaves the previous folder as it was), and the
+    index is written after it, so it never names a JPEG that is not there."""
     started = time.perf_counter()
-    out_dir = store.fresh_artefact_dir(ASSET, VERSION, key)
+    out_dir = store.artefact_dir(ASSET, VERSION, key)
     source = Path(media["path"])
-    frames: list[Keyframe]
+    frames: list[Keyframe] = []
     log = step_log(context)
-    if media["kind"] == "video":
-        frames = extract_video_keyframes(
-            source,
-            out_dir,
-            params,
-            declared_duration_s=media["duration_s"],
-            progress=(
-                (lambda share: log.progress(f"{key}: decoded {share:.0%} of {media['duration_s']:.0f} s"))
-                if (media["duration_s"] or 0) >= LONG_MEDIA_S
-                else None
-            ),
-        )
-    elif media["kind"] == "image":
-        frames = image_keyframe(source, out_dir, params)
-    else:
-        frames = []
+    with store.atomic_dir(out_dir, what=f"keyframe JPEGs of {key}") as work_dir:
+        if media["kind"] == "video":
+            frames = extract_video_keyframes(
+                source,
+                work_dir,
+                params,
+                declared_duration_s=media["duration_s"],
+                progress=(
+                    (lambda share: log.progress(f"{key}: decoded {share:.0%} of {media['duration_s']:.0f} s"))
+                    if (media["duration_s"] or 0) >= LONG_MEDIA_S
+                    else None
+                ),
+                final_dir=out_dir,
+            )
+        elif media["kind"] == "image":
+            frames = image_keyframe(source, work_dir, params, final_dir=out_dir)
     table = store.write_table(ASSET, VERSION, key, keyframes_table(frames))
     store.prune_other_versions(ASSET, key, VERSION)
     seconds = time.perf_counter() - started

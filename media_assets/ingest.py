@@ -27,7 +27,11 @@ def ingest_partition(store: MediaStore, key: str, limits: Limits) -> Manifest:
         if sha256_of(incoming) != sha:
             raise MediaRejected(incoming, "file changed after it was registered; drop it again")
         inspect_media(incoming, limits)
-        stored = store.add_original(incoming, sha, source["suffix"], move=bool(source.get("move")))
+        # A copy that would not fit is refused before it starts (StoreFull, naming the file and the
+        # bytes): filling the disk would fail every other partition's writes too.
+        stored = store.add_original(
+            incoming, sha, source["suffix"], move=bool(source.get("move")), what=f"original of {source['source_name']}"
+        )
     elif source.get("move") and incoming.exists() and incoming != stored:
         incoming.unlink()  # the upload sensor's copy is redundant now
     try:

@@ -15,6 +15,7 @@ from media_assets.config import Settings
 from media_assets.on_keyframes import KeyframeRef, RunStats, keyframe_refs, run_on_keyframes
 from media_assets.per_media import PER_MEDIA, step_log
 from ops_gpu.device import GPU_POOL
+from resources.faults import fault_point
 from resources.inference_cache import InferenceCache
 from resources.model_files import fingerprint
 
@@ -60,6 +61,7 @@ def infer_on_keyframes(
     loaded: list[Any] = []
 
     def model(images: Sequence[Any]) -> list[list[Any]]:
+        fault_point(f"model:{asset or what}")
         if not loaded:
             loaded.append(models.load(factory, params))
         result: list[list[Any]] = loaded[0](images)

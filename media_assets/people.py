@@ -54,9 +54,7 @@ def build_dossiers(store: MediaStore, keys: list[str]) -> dict[str, Any]:
         "unassigned": persons.unassigned_table(people.unassigned, people.faces),
     }
     paths = {name: str(store.write_table(ASSET, VERSION, name, t)) for name, t in tables.items()}
-    tmp = state_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(people.state.to_json()))
-    tmp.replace(state_path)
+    store.write_bytes(state_path, json.dumps(people.state.to_json()).encode())
     manifest = {
         "version": VERSION,
         "model": persons.MODEL_ID,

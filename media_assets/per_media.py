@@ -17,6 +17,7 @@ from dagster import AssetExecutionContext, BackfillPolicy, Failure, MaterializeR
 
 from media_assets.analysis.inspect import MediaRejected
 from media_assets.partitions import media_partitions
+from resources.atomic import StoreFull, is_no_space
 
 # Partitions per run (upload batches, backfills, sensors' re-runs). A daemon-launched run is a new
 # process that loads its models again (~5 s for all of them here), so small runs multiply that:
@@ -107,8 +108,8 @@ def for_each_partition(
         except Exception as exc:  # one bad file must not stop the others
             if isinstance(exc, MediaRejected) and source_names and key in source_names:
                 exc = exc.naming(source_names[key])
-            failed[key] = str(exc)
-            log.error(f"[{i}/{len(keys)}] {key}: FAILED: {exc}")
+            failed[key] = no_space_reason(exc) or str(exc)
+            log.error(f"[{i}/{len(keys)}] {key}: FAILED: {failed[key]}")
             if not isinstance(exc, ValueError | OSError):
                 log.exception(f"{key}: unexpected error")
             continue
@@ -131,6 +132,18 @@ def for_each_partition(
             },
         )
     return done
+
+
+def no_space_reason(exc: BaseException) -> str | None:
+    """What to tell the user about a full disk: StoreFull's own message (the store's writes name
+    the path, the bytes needed and free); a full disk elsewhere (a model's cache, /tmp) by its
+    path. None for any other error."""
+    if isinstance(exc, StoreFull):
+        return str(exc)
+    if not isinstance(exc, OSError) or not is_no_space(exc):
+        return None
+    where = f" writing {exc.filename}" if exc.filename else ""
+    return f"disk full{where}: {exc.strerror or exc} (free space and run again)"
 
 
 def failed_partitions(events: Iterable[Any]) -> dict[str, str]:

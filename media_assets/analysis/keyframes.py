@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 
 from media_assets.analysis.inspect import MediaRejected
 from media_assets.analysis.params import known_fields
+from resources.faults import fault_point
 
 THUMB_W, THUMB_H = 64, 36
 CELL_DIFF = 10.0  # a thumbnail cell "changed" when its mean luma moved by more than this (0..255)
@@ -80,10 +81,14 @@ def keyframes_table(frames: list[Keyframe]) -> pa.Table:
 
 
 class _Writer:
-    """Stores keyframes as JPEGs named by index and computes their sharpness."""
+    """Stores keyframes as JPEGs named by index and computes their sharpness.
 
-    def __init__(self, out_dir: Path, params: KeyframeParams) -> None:
+    The JPEGs go to `out_dir`, while the index records them under `final_dir`: the store builds
+    the folder elsewhere and moves it into place whole, so the paths must be where it will be."""
+
+    def __init__(self, out_dir: Path, params: KeyframeParams, final_dir: Path | None = None) -> None:
         self.out_dir = out_dir
+        self.final_dir = final_dir or out_dir
         self.params = params
         out_dir.mkdir(parents=True, exist_ok=True)
         self.frames: list[Keyframe] = []
@@ -96,8 +101,9 @@ class _Writer:
         img.save(buf, format="JPEG", quality=self.params.jpeg_quality)
         data = buf.getvalue()
         idx = len(self.frames)
-        path = self.out_dir / f"{idx:05d}.jpg"
-        path.write_bytes(data)
+        name = f"{idx:05d}.jpg"
+        (self.out_dir / name).write_bytes(data)
+        fault_point("keyframes:frame")
         self.frames.append(
             Keyframe(
                 idx=idx,
@@ -108,7 +114,7 @@ class _Writer:
                 width=img.width,
                 height=img.height,
                 sha256=hashlib.sha256(data).hexdigest(),
-                path=str(path),
+                path=str(self.final_dir / name),
             )
         )
 
@@ -149,9 +155,12 @@ def extract_video_keyframes(
     params: KeyframeParams,
     declared_duration_s: float | None = None,
     progress: Callable[[float], None] | None = None,
+    final_dir: Path | None = None,
 ) -> list[Keyframe]:
-    """Decode the video once and store its keyframes; raise MediaRejected if it is truncated."""
-    writer = _Writer(out_dir, params)
+    """Decode the video once and store its keyframes; raise MediaRejected if it is truncated.
+
+    `final_dir`: where `out_dir` will be moved once complete (the paths the index records)."""
+    writer = _Writer(out_dir, params, final_dir)
     prev: np.ndarray | None = None
     baseline = 0.0
     shot = 0
@@ -208,15 +217,19 @@ def extract_video_keyframes(
     return writer.frames
 
 
-def image_keyframe(path: Path, out_dir: Path, params: KeyframeParams) -> list[Keyframe]:
-    """An image is its own single keyframe (upright per EXIF, first frame of an animation)."""
+def image_keyframe(path: Path, out_dir: Path, params: KeyframeParams, final_dir: Path | None = None) -> list[Keyframe]:
+    """An image is its own single keyframe (upright per EXIF, first frame of an animation).
+
+    Only decoding errors reject the image: an error writing the JPEG (a full disk) is the store's
+    and propagates as it is."""
     try:
         with Image.open(path) as img:
             img.seek(0)
             upright = ImageOps.exif_transpose(img) or img
             upright.load()
-            writer = _Writer(out_dir, params)
-            writer.add(upright, 0.0, 0, "image")
+            rgb = upright.convert("RGB")
     except (OSError, SyntaxError, ValueError) as exc:
         raise MediaRejected(path, f"image cannot be decoded: {exc}") from exc
+    writer = _Writer(out_dir, params, final_dir)
+    writer.add(rgb, 0.0, 0, "image")
     return writer.frames
