@@ -7,7 +7,10 @@ asset's settings and weight files, so a new threshold or new weights never read 
 
 The cache is an optimisation, never a dependency: an empty `url` disables it, and a Redis that is
 unreachable, slow or dying costs at most one short socket timeout per `retry_after_s` (a circuit
-breaker per process), one warning in the run's log, and the run computes everything itself.
+breaker per process), one warning in the run's log, and the run computes everything itself. The
+breaker closes again by itself: the first try after `retry_after_s` that succeeds uses the cache
+again, for the rest of that run too. A connection that failed or timed out is dropped (redis-py
+disconnects it), so the late reply of a hung Redis is never read as the answer to another lookup.
 
 Redis contents are not trusted code, so values are JSON, never pickle: a record is decoded only
 into a frozen dataclass of `media_assets.analysis.*` that is already imported, field by field
@@ -35,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 # Record classes may come only from these modules (and only once imported: decoding never imports).
 RECORD_MODULES = ("media_assets.analysis.",)
@@ -340,6 +343,15 @@ class InferenceCache(ConfigurableResource):
     def enabled(self) -> bool:
         return bool(self.url)
 
+    @property
+    def target(self) -> str:
+        """`url`, also where the resource is used outside a Dagster run without
+        `process_config_and_initialize()`: there an `EnvVar("REDIS_URL")` is unresolved, its text the
+        variable's name, and formatting it raises."""
+        if isinstance(self.url, EnvVar):
+            return self.url.get_value() or ""
+        return self.url
+
     def scope(
         self, asset: str, version: str, warn: Callable[[str], None] | None = None, run_id: str = ""
     ) -> ScopedCache | None:
@@ -357,7 +369,7 @@ class InferenceCache(ConfigurableResource):
             client = _clients.get(key)
             if client is None:
                 client = redis.Redis.from_url(
-                    self.url,
+                    self.target,
                     socket_timeout=self.socket_timeout_s,
                     socket_connect_timeout=self.socket_timeout_s,
                     retry=Retry(NoBackoff(), 0),  # the breaker decides when to try again, not the client
@@ -377,14 +389,14 @@ class InferenceCache(ConfigurableResource):
         with _lock:
             _down_until[self.url] = time.monotonic() + self.retry_after_s
         warn(
-            f"inference cache: Redis at {redact(self.url)} failed ({type(exc).__name__}: {exc}); "
+            f"inference cache: Redis at {redact(self.target)} failed ({type(exc).__name__}: {exc}); "
             f"computing without the cache (next try in {self.retry_after_s:g} s)"
         )
 
     def _down(self, warn: Callable[[str], None]) -> bool:
         if self.available():
             return False
-        warn(f"inference cache: Redis at {redact(self.url)} is unreachable; computing without the cache")
+        warn(f"inference cache: Redis at {redact(self.target)} is unreachable; computing without the cache")
         return True
 
     def mget(self, keys: Sequence[str], warn: Callable[[str], None] = lambda _: None) -> list[bytes | None]:

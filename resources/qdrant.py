@@ -5,28 +5,48 @@ when another process has it open. Dagster runs steps in several processes, and t
 webserver may touch the same folder at the same time, so this resource never keeps an embedded
 client open: every operation opens one under an exclusive `flock` on `<path>/.medialens.lock`,
 which makes the other processes wait their turn instead of failing, and closes it afterwards.
+The holder writes who it is into that file (host, pid, start time, command, run id), so a process
+that waits longer than `lock_timeout_s` can name the one that may be hung instead of only failing.
 
 Point ids are deterministic (`point_id`), so re-materialising a partition overwrites its points
 instead of duplicating them, and `replace_partition` writes the new points before removing the old
-ones, so search keeps answering from the previous version until the new one is complete.
+ones, so search keeps answering from the previous version until the new one is complete. Ctrl-C or
+SIGTERM in the middle of a partition's writes is held until that partition is replaced, so an
+interrupted run never leaves one half-written.
+
+With a server (`url`), transport failures (refused, timed out, cut off) surface as
+`QdrantUnavailable` naming the URL and the cause instead of an httpx traceback.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
+import logging
 import os
+import re
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dagster import ConfigurableResource
+import psutil
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
+from pydantic import PrivateAttr
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+from resources.faults import fault_point
+from resources.inference_cache import redact
+from resources.interrupts import deferred_interrupts
+from resources.workers import Liveness, Worker, hostname, this_worker
 
 # Never change this: every stored point id derives from it, and a new namespace would orphan them all.
 POINT_ID_NAMESPACE = uuid.UUID("6f1c2b7e-5d0a-4c55-9a43-3e7d2f8b91c4")
@@ -37,6 +57,165 @@ INDEXED_FIELDS = ("partition", "asset", "model_version")
 UPSERT_BATCH = 256
 SCROLL_PAGE = 1024
 LOCK_FILE = ".medialens.lock"
+LOCK_WAIT_LOG_S = 5.0  # a wait longer than this is logged once, so that it is never silent
+HOLDER_RECORD_MAX = 4096  # bytes of the holder record read back from the lock file
+
+log = logging.getLogger("medialens")
+
+# What the caller is doing, recorded with the lock it takes (see `holder_note`).
+_holder_note: ContextVar[str] = ContextVar("medialens_qdrant_holder_note", default="")
+
+
+@contextmanager
+def holder_note(note: str) -> Iterator[None]:
+    """Record `note` (e.g. "medialens forget talk-3f2a") in the embedded-Qdrant locks taken inside
+    the block, so that whoever waits on one learns what the holder is doing. Dagster runs need no
+    note: the resource records its run id itself."""
+    token = _holder_note.set(note)
+    try:
+        yield
+    finally:
+        _holder_note.reset(token)
+
+
+class QdrantUnavailable(ConnectionError):
+    """The Qdrant server did not answer (refused, timed out, went away mid-request).
+
+    A ConnectionError so that callers which treat OSError as "this environment, not this input"
+    (per-partition loops, the CLI) do so here too. `message` comes first so that the exception
+    survives pickling (OSError pickles its args)."""
+
+    def __init__(self, message: str, url: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.url, self.reason = url, reason
+
+
+def _transport_reason(exc: BaseException) -> str:
+    """'connection refused' from httpx's '[Errno 111] Connection refused', and the like."""
+    if isinstance(exc, UnexpectedResponse):
+        return f"HTTP {exc.status_code} {exc.reason_phrase}".strip()
+    source = exc.source if isinstance(exc, ResponseHandlingException) else exc
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", str(source).strip()).rstrip(".")
+    if not text:
+        return type(source).__name__
+    return text[0].lower() + text[1:]
+
+
+def _short_command(argv: Sequence[str], limit: int = 160) -> str:
+    """A command line short enough for an error message: `medialens analyse talk.mp4` rather than
+    the interpreter's and the script's full paths, or a `python -c` program's every line."""
+    args = list(argv)
+    if len(args) > 1 and Path(args[0]).name.startswith("python") and not args[1].startswith("-"):
+        args = args[1:]  # `python /venv/bin/medialens ...`: the script says more than the interpreter
+    parts: list[str] = []
+    for arg in args:
+        if arg.startswith("/"):
+            arg = Path(arg).name or arg
+        first = arg.splitlines()[0] if arg.strip() else arg
+        if len(first) > 40 or first != arg:
+            first = first[:40].rstrip() + "…"
+        parts.append(first)
+    text = " ".join(parts)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the embedded-Qdrant lock, as the holder wrote it into the lock file."""
+
+    worker: Worker
+    command: str
+    since: float
+    """Epoch seconds at which it took the lock."""
+    run_id: str = ""
+    note: str = ""
+
+    def encode(self) -> bytes:
+        record = {
+            **self.worker.as_json(),
+            "command": self.command,
+            "since": round(self.since, 3),
+            "run_id": self.run_id,
+            "note": self.note,
+        }
+        return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+
+    @classmethod
+    def decode(cls, raw: bytes) -> LockHolder | None:
+        """None for an empty file (nobody identified, or a holder that has not written yet) and for
+        anything unreadable, e.g. a write caught half-way."""
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+            worker = Worker.from_json(obj)
+            if worker is None:
+                return None
+            return cls(
+                worker,
+                str(obj.get("command", "")),
+                float(obj["since"]),
+                str(obj.get("run_id") or ""),
+                str(obj.get("note") or ""),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def describe(self) -> str:
+        """`pid 4242 on host h (medialens analyse talk.mp4, run 1a2b3c4d)`."""
+        extra = [self.command or "command unknown"]
+        if self.run_id:
+            extra.append(f"run {self.run_id[:8]}")
+        if self.note:
+            extra.append(self.note)
+        return f"{self.worker.describe()} ({', '.join(extra)})"
+
+    def held_since(self) -> str:
+        """`since 10:03:11 (5 min)`; with the date when it is not today."""
+        moment = time.localtime(self.since)
+        fmt = "%H:%M:%S" if time.strftime("%Y%m%d", moment) == time.strftime("%Y%m%d") else "%Y-%m-%d %H:%M:%S"
+        return f"since {time.strftime(fmt, moment)} ({_duration(time.time() - self.since)})"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(0.0, seconds):.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _read_holder(fd: int) -> LockHolder | None:
+    try:
+        return LockHolder.decode(os.pread(fd, HOLDER_RECORD_MAX, 0))
+    except OSError:
+        return None
+
+
+def _kernel_lock_pids(fd: int) -> list[int]:
+    """Pids holding a flock on `fd`'s file according to /proc/locks (Linux): the holder even when
+    it never identified itself (an older medialens, another program). Empty where unknown."""
+    try:
+        st = os.fstat(fd)
+        tag = f" {os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino} "
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return []
+    pids: list[int] = []
+    for line in lines:
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2147212 0 EOF"; waiters are marked "->"
+        if tag in f" {' '.join(fields)} " and len(fields) >= 5 and fields[1] == "FLOCK" and fields[4].isdigit():
+            pid = int(fields[4])
+            if pid > 0 and pid != os.getpid() and pid not in pids:
+                pids.append(pid)
+    return pids
+
+
+def _process_command(pid: int) -> str:
+    try:
+        return _short_command(psutil.Process(pid).cmdline())
+    except (psutil.Error, OSError):
+        return ""
 
 
 @dataclass(frozen=True)
@@ -189,11 +368,28 @@ class QdrantResource(ConfigurableResource):
     lock_timeout_s: float = 120.0
     """How long to wait for another process's embedded session before failing (it may be hung)."""
 
+    # Set by Dagster for a run (never configured): recorded with the lock, and where a long wait is logged.
+    _run_id: str = PrivateAttr(default="")
+    _run_log: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._run_id = context.run_id or ""
+        self._run_log = context.log
+
     # -- connection ------------------------------------------------------------------------------
     @property
     def embedded(self) -> bool:
         """Whether the folder lock applies (a server does its own concurrency control)."""
-        return not self.url
+        return not self.server_url
+
+    @property
+    def server_url(self) -> str:
+        """`url`, also where the resource is used outside a Dagster run (the CLI's search and forget):
+        there Dagster has not resolved an `EnvVar("QDRANT_URL")`, whose text is the variable's name."""
+        url = self.url or ""
+        if isinstance(url, EnvVar):
+            return url.get_value() or ""
+        return url
 
     @contextmanager
     def client(self) -> Iterator[QdrantClient]:
@@ -201,10 +397,19 @@ class QdrantResource(ConfigurableResource):
         processes wait on the folder lock until it closes. Nested calls in one thread reuse it, so
         wrap several calls in one `with` to open the embedded store once."""
         if not self.embedded:
+            url = redact(self.server_url)
             # The version check is a request per client, i.e. per call here, and only ever warns.
-            server = QdrantClient(url=self.url, api_key=self.api_key, check_compatibility=False)
+            server = QdrantClient(url=self.server_url, api_key=self.api_key, check_compatibility=False)
             try:
                 yield server
+            except ResponseHandlingException as exc:  # refused, timed out, cut off mid-request
+                reason = _transport_reason(exc)
+                raise QdrantUnavailable(f"Qdrant server at {url} is unreachable ({reason})", url, reason) from exc
+            except UnexpectedResponse as exc:
+                if exc.status_code not in (502, 503, 504):  # a proxy before a server that is down or starting
+                    raise
+                reason = _transport_reason(exc)
+                raise QdrantUnavailable(f"Qdrant server at {url} is unavailable ({reason})", url, reason) from exc
             finally:
                 server.close()
             return
@@ -223,6 +428,7 @@ class QdrantResource(ConfigurableResource):
         try:
             self._acquire(fd, lock_path)
             try:
+                self._identify(fd)
                 local = QdrantClient(path=str(folder))
                 held[key] = local
                 try:
@@ -231,27 +437,95 @@ class QdrantResource(ConfigurableResource):
                     del held[key]
                     local.close()
             finally:
+                # Emptied before unlocking, so a record always names a holder; a killed holder leaves
+                # its record behind, which readers recognise by the worker being gone.
+                with suppress(OSError):
+                    os.ftruncate(fd, 0)
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
+    def _identify(self, fd: int) -> None:
+        """Write who holds the lock into the lock file itself (truncate + write on the locked inode,
+        no rename: a new inode would be a second, unlocked lock). Best effort: a full disk must not
+        keep the holder from its work."""
+        record = LockHolder(
+            this_worker(), _short_command(sys.orig_argv), time.time(), self._run_id, _holder_note.get()
+        ).encode()
+        with suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record, 0)
+
     def _acquire(self, fd: int, lock_path: Path) -> None:
-        # flock has no timeout of its own: poll non-blocking, backing off, until the deadline.
-        deadline = time.monotonic() + self.lock_timeout_s
+        # flock has no timeout of its own: poll non-blocking, backing off, until the deadline. Never
+        # inside deferred_interrupts: Ctrl-C must end a wait at once.
+        started = time.monotonic()
+        deadline = started + self.lock_timeout_s
+        announced = False
         delay = 0.02
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if announced:
+                    self._log(
+                        f"got the embedded Qdrant lock at {lock_path.parent} after {time.monotonic() - started:.0f} s"
+                    )
                 return
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise TimeoutError(
-                        f"embedded Qdrant at {lock_path.parent} is still in use after {self.lock_timeout_s:g} s "
-                        f"(lock {lock_path} held by another medialens process: a run, the CLI or the "
-                        "webserver); retry when it finishes, or set QDRANT_URL to use a Qdrant server"
-                    ) from None
+                now = time.monotonic()
+                if now >= deadline:
+                    raise TimeoutError(self._still_locked(fd, lock_path)) from None
+                if not announced and now - started >= LOCK_WAIT_LOG_S:
+                    announced = True
+                    holder, _ = self._holder(fd)
+                    self._log(
+                        f"waiting for the embedded Qdrant lock at {lock_path.parent} held by {holder} "
+                        f"(for up to {self.lock_timeout_s:g} s)"
+                    )
                 time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(delay * 2, 0.5)
+
+    def _log(self, message: str) -> None:
+        # the run's log inside Dagster (the UI shows it), stderr for the CLI (logging's last resort)
+        (self._run_log or log).warning(message)
+
+    @staticmethod
+    def _holder(fd: int) -> tuple[str, int | None]:
+        """Who holds the lock, as honestly as can be said, and the pid to stop when it is on this host.
+
+        The record in the file is trusted only while its process lives; otherwise /proc/locks may
+        still name the holder (a process that has not written its record yet, an older medialens)."""
+        record = _read_holder(fd)
+        liveness = record.worker.liveness() if record is not None else None
+        if record is not None and liveness is Liveness.ALIVE:
+            return f"{record.describe()}, holding it {record.held_since()}", record.worker.pid
+        if record is not None and liveness is Liveness.ELSEWHERE:
+            return (
+                f"{record.describe()}, holding it {record.held_since()} (another machine: whether it "
+                "still runs cannot be checked from here)",
+                None,
+            )
+        stale = (
+            f"the lock file still names {record.worker.describe()}, which has exited"
+            if record is not None
+            else "the lock file names nobody"
+        )
+        pids = _kernel_lock_pids(fd)
+        if pids:
+            pid = pids[0]
+            command = _process_command(pid)
+            who = f"pid {pid} on host {hostname()}" + (f" ({command})" if command else "")
+            return f"{who}, which has not identified itself ({stale}: an older medialens or another program)", pid
+        return f"a process that has not identified itself ({stale}; it may have just taken the lock)", None
+
+    def _still_locked(self, fd: int, lock_path: Path) -> str:
+        holder, pid = self._holder(fd)
+        remedy = f"stop it (kill {pid})" if pid is not None else "stop it"
+        return (
+            f"embedded Qdrant at {lock_path.parent} is still locked after {self.lock_timeout_s:g} s by {holder}: "
+            f"it may be hung — {remedy}, retry when it finishes, or set QDRANT_URL to use a Qdrant server "
+            f"(lock file {lock_path})"
+        )
 
     # -- ids -------------------------------------------------------------------------------------
     @staticmethod
@@ -334,20 +608,45 @@ class QdrantResource(ConfigurableResource):
             if writes.pending:
                 self.flush(writes)
             raise
+        # Not on an interrupt (KeyboardInterrupt, Dagster's DagsterExecutionInterruptedError, both
+        # BaseExceptions): the run is stopping and will record no manifest for these partitions, so
+        # their new points must not become visible either.
         if writes.pending:
             self.flush(writes)
 
     def flush(self, writes: PartitionWrites) -> None:
-        """Write everything `writes` collected, in one client session, and empty it."""
-        with self.client() as c:
-            dim = writes.dim
-            if dim is not None:
-                self.ensure_collection(writes.collection, dim, writes.distance)
-            if c.collection_exists(writes.collection):
-                self._write(c, writes)
+        """Write everything `writes` collected, in one client session, and empty it. A server that
+        is down or goes away fails it with a QdrantUnavailable that says which partitions were
+        written and what to run once the server is back."""
+        done: list[str] = []
+        try:
+            with self.client() as c:
+                dim = writes.dim
+                if dim is not None:
+                    self.ensure_collection(writes.collection, dim, writes.distance)
+                if c.collection_exists(writes.collection):
+                    self._write(c, writes, done)
+        except QdrantUnavailable as exc:
+            raise QdrantUnavailable(self._unwritten(exc, writes, done), exc.url, exc.reason) from exc
         writes.clear()
 
-    def _write(self, c: QdrantClient, writes: PartitionWrites) -> None:
+    @staticmethod
+    def _unwritten(exc: QdrantUnavailable, writes: PartitionWrites, done: Sequence[str]) -> str:
+        assets = sorted({w.asset for w in writes.replaced}) or ["the asset"]
+        left = [p for p in [*(w.partition for w in writes.replaced), *sorted(writes.dropped)] if p not in done]
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        total = len(writes.replaced) + len(writes.dropped)
+        unwritten = f"; not written (or only partly, beside their previous vectors): {shown}" if left else ""
+        return (
+            f"{exc} while writing {total} partition(s) to collection {writes.collection!r}: "
+            f"{len(done)} of {total} written{unwritten}. The step fails, so none of its partitions is recorded "
+            f"as materialised: when the server is back, run medialens analyse again or re-materialise "
+            f"{', '.join(assets)} for them"
+        )
+
+    def _write(self, c: QdrantClient, writes: PartitionWrites, done: list[str] | None = None) -> None:
+        """Replace each partition's points: upserts, then the delete of the stale ones. `done`
+        collects the partitions fully replaced, for the error when the server goes away."""
         collection = writes.collection
         if writes.replaced:
             dim = _dense_params(c.get_collection(collection), collection).size
@@ -360,13 +659,22 @@ class QdrantResource(ConfigurableResource):
                             f"but Qdrant collection {collection!r} has dimension {dim}"
                         )
         for w in writes.replaced:
-            for start in range(0, len(w.structs), UPSERT_BATCH):
-                c.upsert(collection, points=w.structs[start : start + UPSERT_BATCH], wait=True)
-            c.delete(collection, points_selector=models.FilterSelector(filter=w.stale), wait=True)
+            # One partition at a time, so an interrupt is delivered between partitions, never inside
+            # one (bounded: a partition's writes; a hung server ends it with a timeout error).
+            with deferred_interrupts():
+                for start in range(0, len(w.structs), UPSERT_BATCH):
+                    c.upsert(collection, points=w.structs[start : start + UPSERT_BATCH], wait=True)
+                    fault_point("qdrant:upsert")
+                c.delete(collection, points_selector=models.FilterSelector(filter=w.stale), wait=True)
+            if done is not None:
+                done.append(w.partition)
         if writes.dropped:
             selector = _equality_filter({"partition": sorted(writes.dropped)})
             assert selector is not None
-            c.delete(collection, points_selector=models.FilterSelector(filter=selector), wait=True)
+            with deferred_interrupts():
+                c.delete(collection, points_selector=models.FilterSelector(filter=selector), wait=True)
+            if done is not None:
+                done.extend(sorted(writes.dropped))
 
     def delete_partition(self, partition: str, collection: str | None = None) -> int:
         """Forget a media file's vectors when it is removed or re-registered; across every collection

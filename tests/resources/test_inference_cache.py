@@ -5,6 +5,7 @@ deploy config bounds memory with LRU eviction."""
 from __future__ import annotations
 
 import pickle
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from dagster import EnvVar
 
 from media_assets.analysis.faces import Face
 from media_assets.analysis.ocr import OcrLine
@@ -207,3 +209,69 @@ def test_deploy_config_bounds_memory_with_lru(redis_server: RedisServer) -> None
     assert scope.get("old-0") == face(0)  # the recently read entry stayed
     assert all(v is not None for v in scope.get_many(list(new))), (evicted, used)  # the newest are all there
     assert sum(v is None for v in scope.get_many(list(old))) >= 5  # untouched old entries went first
+
+
+def test_redis_killed_mid_run_costs_one_warning_and_comes_back(redis_server: RedisServer) -> None:
+    """Killed after the cache connected and served hits and misses in this process: the next lookups
+    and stores are misses and no-ops at once (no exception, no wait on a dead socket), one warning
+    per run, and once Redis is back after `retry_after_s` the cache works again."""
+    warnings: list[str] = []
+    scope = scope_of(redis_server.url, warnings, retry_after_s=1.0)
+    scope.put_many({"a": [Tag("x", 1.0, 1)], "b": [Tag("y", 1.0, 2)]})
+    assert scope.get_many(["a", "b", "c"]) == [[Tag("x", 1.0, 1)], [Tag("y", 1.0, 2)], None]
+
+    redis_server.kill()
+    started = time.perf_counter()
+    for _ in range(100):  # the rest of the run's batches: each computes
+        assert scope.get_many(["a", "b"]) == [None, None]
+        scope.put("c", [Tag("z", 1.0, 3)])
+    assert time.perf_counter() - started < 2.0  # refused at once, then the breaker: no socket waits
+    assert len(warnings) == 1 and "computing without the cache" in warnings[0], warnings
+    assert scope.hits == 2 and scope.misses == 201 and scope.writes == 2
+
+    redis_server.start()  # same port, empty (no persistence)
+    time.sleep(1.1)  # the breaker tries again after retry_after_s
+    scope.put("a", [Tag("x", 1.0, 1)])
+    assert scope.get_many(["a", "b"]) == [[Tag("x", 1.0, 1)], None]
+    assert len(warnings) == 1, warnings
+
+
+def test_a_hung_redis_costs_one_socket_timeout_and_never_answers_out_of_turn(redis_server: RedisServer) -> None:
+    """A Redis that stops answering (SIGSTOP: connections stay open, nothing comes back) costs one
+    read timeout, then the breaker. When it resumes it answers the request that timed out; that reply
+    must never be taken as the answer to a later lookup."""
+    assert redis_server.proc is not None
+    warnings: list[str] = []
+    scope = scope_of(redis_server.url, warnings, retry_after_s=1.0, socket_timeout_s=0.5)
+    scope.put_many({"a": [Tag("x", 1.0, 1)], "b": [Tag("y", 1.0, 2)]})
+    assert scope.get("a") == [Tag("x", 1.0, 1)]
+
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.perf_counter()
+        for _ in range(50):
+            assert scope.get_many(["a"]) == [None]
+            scope.put("c", [Tag("z", 1.0, 3)])
+        assert time.perf_counter() - started < 2.0  # one 0.5 s timeout, then no tries until retry_after_s
+        assert len(warnings) == 1 and "Timeout" in warnings[0], warnings
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    time.sleep(1.1)
+    # the reply to the timed-out GET of "a" is still on its way: "b" must read as "b"
+    assert scope.get_many(["b"]) == [[Tag("y", 1.0, 2)]]
+    assert scope.get_many(["a", "b"]) == [[Tag("x", 1.0, 1)], [Tag("y", 1.0, 2)]]
+    assert len(warnings) == 1, warnings
+
+
+def test_an_unresolved_env_var_url_is_read_outside_a_run(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """build_resources passes EnvVar("REDIS_URL"), which only Dagster resolves; used directly, the
+    cache still reaches that Redis (and can name it in a warning)."""
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    cache = InferenceCache(url=EnvVar("REDIS_URL"))
+    assert cache.target == redis_server.url
+    scope = cache.scope("tags", "1-x")
+    assert scope is not None
+    scope.put("k", [Tag("x", 1.0, 1)])
+    assert scope.get("k") == [Tag("x", 1.0, 1)]

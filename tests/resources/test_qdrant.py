@@ -1,22 +1,36 @@
 """QdrantResource against a real embedded Qdrant in tmp_path (no mocks): deterministic ids, partition
-replacement without duplicates, search filters, and the folder lock shared between processes."""
+replacement without duplicates, search filters, the folder lock shared between processes (and the
+holder it names when a process hangs with it), interrupts during writes, and a server that is down."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
-from dagster import StaticPartitionsDefinition, asset, materialize
+from dagster import EnvVar, StaticPartitionsDefinition, asset, materialize
+from dagster._core.errors import DagsterExecutionInterruptedError
 from qdrant_client import QdrantClient
 
 import resources.qdrant as qdrant_module
-from resources.qdrant import Hit, QdrantResource, VectorPoint
+from resources.qdrant import Hit, LockHolder, QdrantResource, QdrantUnavailable, VectorPoint, holder_note
+from resources.workers import Worker, hostname, this_worker
+from tests.redis_server import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -327,3 +341,294 @@ def test_usable_from_a_partitioned_dagster_asset(tmp_path: Path) -> None:
         result = materialize([transcript_vectors], resources={"qdrant": r}, partition_key=key)
         assert result.success
     assert r.count("text", partition="k1") == 3 and r.count("text") == 6
+
+
+# -- who holds the lock ---------------------------------------------------------------------------
+def lock_record(folder: Path) -> LockHolder | None:
+    return LockHolder.decode((folder / ".medialens.lock").read_bytes())
+
+
+def hung_holder(folder: Path) -> subprocess.Popen[str]:
+    """A medialens process that takes the lock through the resource and then stops (SIGSTOP): alive,
+    holding the lock, doing nothing - what a hung run looks like from outside."""
+    code = (
+        "import os, signal, sys\n"
+        "from resources.qdrant import QdrantResource\n"
+        "session = QdrantResource(path=sys.argv[1]).client()\n"
+        "session.__enter__()  # kept in a variable: a collected generator would release the lock\n"
+        "print('held', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGSTOP)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder), "hung-holder"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "held"
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, "the holder did not stop"
+        time.sleep(0.01)
+    return child
+
+
+def test_a_hung_holder_is_named_and_its_death_frees_the_lock(tmp_path: Path) -> None:
+    folder = tmp_path / "q"
+    child = hung_holder(folder)
+    try:
+        record = lock_record(folder)
+        assert record is not None and record.worker.pid == child.pid and record.worker.host == hostname()
+        assert record.command.endswith("hung-holder")
+
+        r = QdrantResource(path=str(folder), lock_timeout_s=1)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError) as err:
+            r.count("text")
+        assert time.monotonic() - started < 5
+        message = str(err.value)
+        assert f"still locked after 1 s by pid {child.pid} on host {hostname()}" in message, message
+        assert "hung-holder" in message and f"kill {child.pid}" in message and "holding it since " in message
+        assert str(folder / ".medialens.lock") in message and "QDRANT_URL" in message
+
+        child.kill()  # a stopped process dies of SIGKILL too, and the kernel drops its flock at once
+        child.wait(timeout=10)
+        started = time.monotonic()
+        assert r.count("text") == 0
+        assert time.monotonic() - started < 1
+        assert (folder / ".medialens.lock").read_bytes() == b""  # our own record, cleared on release
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+def test_a_stale_record_and_a_holder_that_never_identified_itself_are_said_so(tmp_path: Path) -> None:
+    folder = tmp_path / "q"
+    folder.mkdir()
+    dead = subprocess.Popen(["true"])  # a pid that has certainly exited
+    dead.wait()
+    stale = LockHolder(Worker(hostname(), dead.pid, time.time() - 60), "medialens analyse old.mp4", time.time() - 50)
+    (folder / ".medialens.lock").write_bytes(stale.encode())  # left behind by a killed holder
+    holder = subprocess.Popen(hold_lock_cmd(folder / ".medialens.lock", 30.0), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(TimeoutError) as err:
+            QdrantResource(path=str(folder), lock_timeout_s=0.5).count("text")
+        message = str(err.value)
+        assert "has not identified itself" in message, message
+        assert f"still names pid {dead.pid} on host {hostname()}" in message and "which has exited" in message
+        assert f"by pid {dead.pid}" not in message  # never blamed on the dead process
+        if Path("/proc/locks").exists():  # Linux names the real holder
+            assert f"by pid {holder.pid} on host" in message and f"kill {holder.pid}" in message, message
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_a_long_wait_is_logged_once_with_the_holder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(qdrant_module, "LOCK_WAIT_LOG_S", 0.3)
+    folder = tmp_path / "q"
+    folder.mkdir()
+    holder = subprocess.Popen(hold_lock_cmd(folder / ".medialens.lock", 1.5), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with caplog.at_level(logging.WARNING, logger="medialens"):
+            assert QdrantResource(path=str(folder), lock_timeout_s=30).count("text") == 0
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+    waiting = [r.getMessage() for r in caplog.records if "waiting for the embedded Qdrant lock" in r.getMessage()]
+    assert len(waiting) == 1, caplog.text
+    assert f"held by pid {holder.pid}" in waiting[0] or "not identified itself" in waiting[0]
+    assert any("got the embedded Qdrant lock" in r.getMessage() for r in caplog.records)
+
+
+def test_the_record_names_this_process_its_note_and_its_dagster_run(tmp_path: Path) -> None:
+    folder = tmp_path / "q"
+    r = QdrantResource(path=str(folder))
+    with holder_note("medialens forget talk-1"), r.client():
+        record = lock_record(folder)
+        assert record is not None and record.worker == this_worker() and record.note == "medialens forget talk-1"
+        assert abs(record.since - time.time()) < 60 and record.run_id == ""
+    assert (folder / ".medialens.lock").read_bytes() == b""
+
+    seen: list[LockHolder | None] = []
+
+    @asset
+    def holds_the_lock(context, qdrant: QdrantResource) -> None:
+        with qdrant.client():
+            seen.append(lock_record(folder))
+        context.add_output_metadata({"run": context.run_id})
+
+    result = materialize([holds_the_lock], resources={"qdrant": r})
+    assert result.success and seen[0] is not None
+    assert seen[0].run_id == result.run_id and seen[0].worker == this_worker()
+    assert f"run {result.run_id[:8]}" in seen[0].describe()
+
+
+# -- interrupts -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("interrupt", ["sigint", "dagster"])
+def test_an_interrupted_step_writes_no_points(q: QdrantResource, interrupt: str) -> None:
+    """The step is stopping and records no manifests: its collected points must not appear either."""
+    q.replace_partition("text", "a-1", "transcript", "v1", pts(5))
+    expected: type[BaseException] = KeyboardInterrupt if interrupt == "sigint" else DagsterExecutionInterruptedError
+    with pytest.raises(expected), q.partition_writes("text") as writes:
+        writes.replace("a-1", "transcript", "v2", pts(2))
+        writes.replace("b-2", "transcript", "v2", pts(3))
+        if interrupt == "sigint":
+            signal.raise_signal(signal.SIGINT)  # Python's own handler: KeyboardInterrupt here
+        else:
+            raise DagsterExecutionInterruptedError()  # what Dagster raises in asset code on Ctrl-C/SIGTERM
+    payloads = q.scroll_payloads("text")
+    assert len(payloads) == 5 and {p["model_version"] for p in payloads} == {"v1"}
+
+
+class SignalOnUpsert:
+    """Once armed, sends SIGINT to this process from inside the second upsert (the real upsert still
+    runs): an interrupt that lands in the middle of a partition's writes, every time."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.armed = False
+
+    def arm(self) -> None:
+        self.calls, self.armed = [], True
+
+
+@pytest.fixture
+def signal_on_upsert(monkeypatch: pytest.MonkeyPatch) -> SignalOnUpsert:
+    spy = SignalOnUpsert()
+    real_upsert, real_delete = QdrantClient.upsert, QdrantClient.delete
+
+    def upsert(self: QdrantClient, collection_name: str, points: Any, **kw: Any) -> Any:
+        spy.calls.append(f"upsert {points[0].payload['partition']}")
+        if spy.armed and len(spy.calls) == 2:
+            signal.raise_signal(signal.SIGINT)
+        return real_upsert(self, collection_name, points=points, **kw)
+
+    def delete(self: QdrantClient, collection_name: str, **kw: Any) -> Any:
+        spy.calls.append("delete")
+        return real_delete(self, collection_name, **kw)
+
+    monkeypatch.setattr(QdrantClient, "upsert", upsert)
+    monkeypatch.setattr(QdrantClient, "delete", delete)
+    return spy
+
+
+def test_an_interrupt_mid_partition_arrives_once_it_is_replaced(
+    q: QdrantResource, monkeypatch: pytest.MonkeyPatch, signal_on_upsert: SignalOnUpsert
+) -> None:
+    # ~10 ms a point in embedded Qdrant: a partition that takes a second or two to write
+    monkeypatch.setattr(qdrant_module, "UPSERT_BATCH", 20)
+    q.replace_partition("text", "a-1", "transcript", "v1", pts(120))
+    q.replace_partition("text", "b-2", "transcript", "v1", pts(3))
+    signal_on_upsert.arm()
+    with pytest.raises(KeyboardInterrupt), q.partition_writes("text") as writes:
+        writes.replace("a-1", "transcript", "v2", pts(120, offset=0.5))
+        writes.replace("b-2", "transcript", "v2", pts(3))
+    # a-1 was finished (all six batches, then the stale delete), and the interrupt came right after:
+    # b-2 was not started
+    assert signal_on_upsert.calls == ["upsert a-1"] * 6 + ["delete"], signal_on_upsert.calls
+    a1 = q.scroll_payloads("text", {"partition": "a-1"})
+    assert len(a1) == 120 and {p["model_version"] for p in a1} == {"v2"}
+    b2 = q.scroll_payloads("text", {"partition": "b-2"})
+    assert len(b2) == 3 and {p["model_version"] for p in b2} == {"v1"}
+
+
+def test_sigterm_mid_partition_still_replaces_it_whole(tmp_path: Path) -> None:
+    """SIGTERM's default action (terminate) waits for the partition too: a separate process is
+    killed by it right after the partition is complete."""
+    folder = tmp_path / "q"
+    r = QdrantResource(path=str(folder))
+    r.ensure_collection("text", 4)
+    r.replace_partition("text", "a-1", "transcript", "v1", pts(120))
+    code = (
+        "import os, signal, sys\n"
+        "from qdrant_client import QdrantClient\n"
+        "import resources.qdrant as qm\n"
+        "from tests.resources.test_qdrant import pts\n"
+        "qm.UPSERT_BATCH = 20\n"
+        "real, calls = QdrantClient.upsert, []\n"
+        "def upsert(self, name, points, **kw):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(self, name, points=points, **kw)\n"
+        "QdrantClient.upsert = upsert\n"
+        "q = qm.QdrantResource(path=sys.argv[1])\n"
+        "with q.partition_writes('text') as writes:\n"
+        "    writes.replace('a-1', 'transcript', 'v2', pts(120, offset=0.5))\n"
+        "    writes.replace('b-2', 'transcript', 'v2', pts(3))\n"
+        "print('not reached', flush=True)\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code, str(folder)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == -signal.SIGTERM, (p.returncode, p.stderr[-2000:])
+    assert "not reached" not in p.stdout
+    a1 = r.scroll_payloads("text", {"partition": "a-1"})
+    assert len(a1) == 120 and {x["model_version"] for x in a1} == {"v2"}
+    assert r.count("text", partition="b-2") == 0
+
+
+# -- a Qdrant server that is down or goes away ----------------------------------------------------
+def test_a_server_that_is_down_fails_with_the_url_and_the_cause() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    r = QdrantResource(url=url)
+    started = time.monotonic()
+    with pytest.raises(QdrantUnavailable) as err, r.partition_writes("text", 4) as writes:
+        writes.replace("a-1", "search_index", "v1", pts(2))
+        writes.replace("b-2", "search_index", "v1", pts(2))
+    assert time.monotonic() - started < 10
+    message = str(err.value)
+    assert message.startswith(f"Qdrant server at {url} is unreachable (connection refused) while writing 2 "), message
+    assert "0 of 2 written; not written (or only partly, beside their previous vectors): a-1, b-2." in message
+    assert "re-materialise search_index" in message, message
+    assert isinstance(err.value, ConnectionError) and err.value.url == url and err.value.reason == "connection refused"
+
+    with pytest.raises(QdrantUnavailable, match=rf"^Qdrant server at {url} is unreachable \(connection refused\)$"):
+        r.search("text", [1.0, 0.0, 0.0, 0.0])
+
+
+@pytest.fixture
+def vanishing_server() -> Iterator[str]:
+    """A server that accepts each connection and closes it without answering: a Qdrant server that
+    crashes in the middle of a request."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                with contextlib.suppress(OSError):
+                    conn.recv(65536)  # the request arrives, no answer ever leaves
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_a_server_that_goes_away_mid_request_is_named_too(vanishing_server: str) -> None:
+    r = QdrantResource(url=vanishing_server)
+    with pytest.raises(QdrantUnavailable) as err:
+        r.replace_partition("text", "a-1", "transcript", "v1", pts(2))
+    assert str(err.value).startswith(f"Qdrant server at {vanishing_server} is unreachable (server disconnected")
+
+
+def test_an_unresolved_env_var_url_is_read_outside_a_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_resources passes EnvVar("QDRANT_URL"), which only Dagster resolves; the CLI's search
+    and forget use the resource directly, and must reach the server it names."""
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("QDRANT_URL", url)
+    r = QdrantResource(url=EnvVar("QDRANT_URL"))
+    assert not r.embedded and r.server_url == url
+    with pytest.raises(QdrantUnavailable, match=rf"^Qdrant server at {url} is unreachable \(connection refused\)$"):
+        r.count("text")
