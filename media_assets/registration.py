@@ -7,11 +7,12 @@ becomes a partition, and the same bytes under another name resolve to the partit
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from media_assets.analysis.inspect import Limits, MediaInfo, MediaRejected, inspect_media, sha256_of
 from media_assets.partitions import key_for_existing_content, partition_key_for
@@ -69,6 +70,8 @@ def register(store: MediaStore, admission: Admission, source_path: Path, move: b
     """Record where a new partition's bytes are, for `media_file` to take them into the store.
 
     `move`: the file belongs to us (taken out of the inbox) and is moved, not copied, into the store.
+    The upload sensor writes this record before it moves the file to `source_path`, so a file found
+    there always has its record (`taken_source`).
     """
     if admission.status != "new" or admission.key is None or admission.info is None:
         raise ValueError(f"only a new admission can be registered, not {admission.status}")
@@ -83,5 +86,31 @@ def register(store: MediaStore, admission: Admission, source_path: Path, move: b
             "size_bytes": admission.info.size_bytes,
             "suffix": stored_suffix(admission.source_name, admission.info.container),
             "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "registered_ts": time.time(),
         },
     )
+
+
+def taken_source(store: MediaStore, key: str, path: Path) -> dict[str, Any] | None:
+    """The source record of `key` if it is the one written for the file at `path` (a file the upload
+    sensor took), else None: a record that is missing, unreadable or about another file is not
+    trusted to describe these bytes."""
+    try:
+        record = store.read_source(key)
+    except (OSError, ValueError):
+        return None
+    if record.get("key") != key or record.get("path") != str(path) or not record.get("sha256"):
+        return None
+    return record
+
+
+def registered_ts(record: dict[str, Any]) -> float:
+    """When a source record was written (epoch seconds); records of earlier versions have only the
+    ISO time, to the second."""
+    ts = record.get("registered_ts")
+    if isinstance(ts, int | float):
+        return float(ts)
+    try:
+        return datetime.fromisoformat(str(record.get("registered_at"))).timestamp()
+    except ValueError:
+        return 0.0
