@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -45,11 +47,29 @@ def _num(v: float | None, fmt: str = "{:.1f}") -> str:
     return "-" if v is None else fmt.format(v)
 
 
+def _finish_interrupted_forgets(defs: Any, paths: Paths) -> None:
+    """A forget that was killed half-way is finished before anything is analysed, so nothing it
+    was deleting can come back through this command (media_assets/forget.py journals)."""
+    from media_assets import forget
+    from media_assets.headless import dagster_instance, refresh_people
+
+    if not forget.pending_forgets(defs.resources["store"]):
+        return
+    res = defs.resources
+    cache = res["inference_cache"].process_config_and_initialize()
+    for done in forget.resume_unfinished(
+        dagster_instance(paths), res["store"], res["qdrant"], cache, lambda: refresh_people(defs, paths)
+    ):
+        _err(f"finished an interrupted forget of {done.what} {done.id}")
+
+
 def cmd_analyse(args: argparse.Namespace) -> int:
     from media_assets.headless import analyse
 
     paths = Paths.from_env()
     defs = _load_defs()
+    defs.resources["store"].sweep_scratch()  # what killed commands left half-written goes
+    _finish_interrupted_forgets(defs, paths)
     results = analyse(args.paths, defs, paths, progress=_err)
     if any(r.status == "ok" for r in results):
         from media_assets.headless import refresh_people
@@ -216,6 +236,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     except ValueError as exc:
         _err(str(exc))
         return 2
+    except OSError as exc:  # Qdrant server unreachable, embedded store locked by a stuck process
+        _err(f"search: {exc}")
+        return 1
     if args.json:
         _emit({"hits": hits})
         return 0
@@ -320,6 +343,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
     paths = Paths.from_env()
     defs = _load_defs()
     res = defs.resources
+    res["store"].sweep_scratch()  # half-written files of killed processes may hold its data too
     instance = dagster_instance(paths)
     run = forget.forget_media if args.what == "media" else forget.forget_person
     try:
@@ -335,6 +359,9 @@ def cmd_forget(args: argparse.Namespace) -> int:
         _err(
             f"no {args.what} {args.id!r} is known here" + ("" if args.what == "media" else " (see `medialens people`)")
         )
+        return 1
+    except (RuntimeError, ValueError, OSError) as exc:  # e.g. a damaged journal, Qdrant unreachable
+        _err(f"forget {args.what} {args.id}: {exc} (run the same command again to finish)")
         return 1
     if args.json:
         _emit(done.as_dict())
@@ -435,14 +462,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _log_to_stderr() -> None:
+    """medialens's own warnings (dead runs ended, pool waits) go to stderr like the progress."""
+    logger = logging.getLogger("medialens")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (systemd, docker stop, kill) stops a command the way Ctrl-C does: the run in
+    # progress ends CANCELED and what it had finished is kept (media_assets/run_guard.py).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    _log_to_stderr()
     try:
         rc: int = args.func(args)
     except ConfigError as exc:
         _err(f"configuration error: {exc}")
         rc = 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        detail = f" ({exc})" if str(exc) else ""
+        _err(f"interrupted{detail}: what was finished is kept; run the same command again to do the rest")
         rc = 130
     sys.stdout.flush()
     return rc

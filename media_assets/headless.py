@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus, Definitions, execute_job, reconstructable
+from dagster._core.storage.tags import MAX_RETRIES_TAG, PARTITION_NAME_TAG
 
 from media_assets.analysis.inspect import Limits
 from media_assets.config import Paths, current_settings
-from media_assets.jobs import ANALYSE_JOB_NAME
+from media_assets.dead_runs import end_dead_runs
+from media_assets.jobs import analyse_media_in_this_process
 from media_assets.partitions import MEDIA_PARTITIONS_NAME, range_chunks, range_tags
 from media_assets.per_media import failed_partitions
 from media_assets.registration import admit, register
@@ -54,10 +56,36 @@ def storage_config(home: Path) -> dict[str, Any]:
     }
 
 
+# Crash safety, as in dagster_home/dagster.yaml: the launcher that tells run monitoring when a run's
+# worker is gone, monitoring that then fails it and frees its pool slots, one retry of a crashed run.
+CRASH_SAFETY: dict[str, Any] = {
+    "run_launcher": {"module": "media_assets.run_launcher", "class": "MonitoredRunLauncher"},
+    "run_monitoring": {
+        "enabled": True,
+        "poll_interval_seconds": 15,
+        "start_timeout_seconds": 180,
+        "cancel_timeout_seconds": 60,
+        "free_slots_after_run_end_seconds": 15,
+    },
+    "run_retries": {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False},
+}
+
+
+def _batching_yaml(home: Path) -> str:
+    """What the previous version wrote: the earlier settings plus the batching storage."""
+    return EARLIER_INSTANCE_YAML + yaml.safe_dump({"storage": storage_config(home)}, sort_keys=False)
+
+
 def instance_yaml(home: Path) -> str:
     """The dagster.yaml written into a DAGSTER_HOME that has none: dagster_home/dagster.yaml's
-    settings (the earlier ones plus the batching storage)."""
-    return EARLIER_INSTANCE_YAML + yaml.safe_dump({"storage": storage_config(home)}, sort_keys=False)
+    settings (the earlier ones, the batching storage, crash safety)."""
+    return _batching_yaml(home) + yaml.safe_dump(CRASH_SAFETY, sort_keys=False)
+
+
+def earlier_instance_yamls(home: Path) -> set[str]:
+    """Texts earlier versions of the CLI wrote into `home`: replaced by instance_yaml() when found
+    unchanged (a file the user edited is left alone)."""
+    return {EARLIER_INSTANCE_YAML, _batching_yaml(home)}
 
 
 @dataclass
@@ -91,7 +119,7 @@ def dagster_instance(paths: Paths) -> DagsterInstance:
     home = Path(os.environ["DAGSTER_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists() or config.read_text() == EARLIER_INSTANCE_YAML:
+    if not config.exists() or config.read_text() in earlier_instance_yamls(home):
         config.write_text(instance_yaml(home))  # same folders: what is stored there stays
     return DagsterInstance.get()
 
@@ -136,22 +164,56 @@ def summarise(store: MediaStore, r: FileResult) -> None:
     r.audio_s = audio.get("duration_s") if audio.get("path") else None
 
 
+class PoolBusy(RuntimeError):
+    """A run gave up waiting for a pool slot that a live run keeps (the message names it)."""
+
+
+def _gave_up_waiting(result: Any) -> str | None:
+    """The message of a run that ended because it waited too long for a pool slot."""
+    for event in result.all_events:
+        if event.is_run_failure:
+            data = event.event_specific_data
+            error = getattr(data, "error", None)
+            if error is not None and error.cls_name == "PoolWaitTimeout":
+                return str(error.message).strip()
+    return None
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run ended CANCELED because this command was interrupted (Ctrl-C, SIGTERM): stop here."""
+
+
 def _run(
-    job: Any,
     instance: DagsterInstance,
     keys: list[str],
     selection: list[AssetKey] | None,
     tags: dict[str, str],
+    progress: Callable[[str], None],
 ) -> Any:
-    """One in-process run of the analysis job over `keys` (contiguous in partition order)."""
-    return job.execute_in_process(
+    """One run of the analysis job over `keys` (contiguous in partition order), in this process.
+
+    Through `execute_job` with the job's own executor (media_assets/run_guard.py), so this run
+    records this process as its worker (in its tags, as the run starts), reports and bounds pool
+    waits, and ends CANCELED on Ctrl-C. Dead runs are ended first: a killed earlier command must
+    not make this one wait for its pool slot. `dagster/max_retries` 0: the daemon's run retries must not redo a CLI run
+    behind its back (running the command again does)."""
+    end_dead_runs(instance, progress)
+    partition = {PARTITION_NAME_TAG: keys[0]} if len(keys) == 1 else range_tags(keys[0], keys[-1])
+    result = execute_job(
+        reconstructable(analyse_media_in_this_process),
         instance=instance,
-        partition_key=keys[0] if len(keys) == 1 else None,
         run_config=QUIET,
         raise_on_error=False,
         asset_selection=selection,
-        tags={**tags, **range_tags(keys[0], keys[-1]), "medialens/launched_by": "cli"},
+        tags={**tags, **partition, "medialens/launched_by": "cli", MAX_RETRIES_TAG: "0"},
     )
+    run = instance.get_run_by_id(result.run_id)
+    if run is not None and run.status == DagsterRunStatus.CANCELED:
+        raise Interrupted(f"run {result.run_id} was canceled")
+    gave_up = None if result.success else _gave_up_waiting(result)
+    if gave_up:
+        raise PoolBusy(gave_up.split("PoolWaitTimeout: ", 1)[-1])
+    return result
 
 
 def _segments(keys: list[str], order: list[str]) -> list[list[str]]:
@@ -175,7 +237,6 @@ def analyse(
     instance = dagster_instance(paths)
     store: MediaStore = (defs.resources or {})["store"]
     limits = Limits.from_params(current_settings().of("media_file"))
-    job = defs.resolve_job_def(ANALYSE_JOB_NAME)
     known = set(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
     targets = expand_paths(files)
     results: list[FileResult] = []
@@ -218,56 +279,63 @@ def analyse(
         singles.append((r, [AssetKey.from_user_string(k) for k in stale]))
         progress(f"[{i}/{n}] {name}: will re-analyse stale {', '.join(stale)} of {a.key}")
 
-    if batch:
-        by_key = {key: r for r, key in batch}
-        order = list(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
-        segments = _segments([key for _, key in batch], order)
-        selection: list[AssetKey] | None = None
-        for _round in range(3):  # a failed file comes out of the batch; the others go on together
-            failed_now: dict[str, str] = {}
-            for seg in segments:
-                progress(f"analysing {len(seg)} file(s) in one run ...")
-                started = time.perf_counter()
-                run = _run(job, instance, seg, selection, {"medialens/files": str(len(seg))})
-                took = time.perf_counter() - started
-                for key in seg:
-                    by_key[key].seconds = round((by_key[key].seconds or 0) + took / len(seg), 2)
-                if run.success:
-                    progress(f"run of {len(seg)} file(s) succeeded in {took:.1f} s")
-                    continue
-                named = failed_partitions(run.all_events)
-                if not named or not set(named) <= set(seg):  # not a per-file failure: each file alone
-                    named = {}
+    try:
+        if batch:
+            by_key = {key: r for r, key in batch}
+            order = list(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
+            segments = _segments([key for _, key in batch], order)
+            selection: list[AssetKey] | None = None
+            for _round in range(3):  # a failed file comes out of the batch; the others go on together
+                failed_now: dict[str, str] = {}
+                for seg in segments:
+                    progress(f"analysing {len(seg)} file(s) in one run ...")
+                    started = time.perf_counter()
+                    run = _run(instance, seg, selection, {"medialens/files": str(len(seg))}, progress)
+                    took = time.perf_counter() - started
                     for key in seg:
-                        failed_now.setdefault(key, "")
-                failed_now.update(named)
-                progress(f"run of {len(seg)} file(s) had failures in {took:.1f} s: {', '.join(named) or 'see the run'}")
-            if not failed_now:
-                break
-            for key, reason in failed_now.items():
-                if reason:  # its own failure, with the reason our assets gave: done with it
-                    by_key[key].status, by_key[key].reason = "failed", reason
-                    by_key.pop(key)
-            todo = missing_by_partition(instance, defs, set(by_key))
-            keys = [k for k in order if k in todo]
-            if not keys:
-                break
-            selection = sorted({AssetKey.from_user_string(a) for k in keys for a in todo[k]}, key=str)
-            segments = _segments(keys, order)
-        else:
-            todo = missing_by_partition(instance, defs, set(by_key))
-            for key in todo:
-                singles.append((by_key[key], [AssetKey.from_user_string(a) for a in sorted(set(todo[key]))]))
+                        by_key[key].seconds = round((by_key[key].seconds or 0) + took / len(seg), 2)
+                    if run.success:
+                        progress(f"run of {len(seg)} file(s) succeeded in {took:.1f} s")
+                        continue
+                    named = failed_partitions(run.all_events)
+                    if not named or not set(named) <= set(seg):  # not a per-file failure: each file alone
+                        named = {}
+                        for key in seg:
+                            failed_now.setdefault(key, "")
+                    failed_now.update(named)
+                    which = ", ".join(named) or "see the run"
+                    progress(f"run of {len(seg)} file(s) had failures in {took:.1f} s: {which}")
+                if not failed_now:
+                    break
+                for key, reason in failed_now.items():
+                    if reason:  # its own failure, with the reason our assets gave: done with it
+                        by_key[key].status, by_key[key].reason = "failed", reason
+                        by_key.pop(key)
+                todo = missing_by_partition(instance, defs, set(by_key))
+                keys = [k for k in order if k in todo]
+                if not keys:
+                    break
+                selection = sorted({AssetKey.from_user_string(a) for k in keys for a in todo[k]}, key=str)
+                segments = _segments(keys, order)
+            else:
+                todo = missing_by_partition(instance, defs, set(by_key))
+                for key in todo:
+                    singles.append((by_key[key], [AssetKey.from_user_string(a) for a in sorted(set(todo[key]))]))
 
-    for r, selection in singles:
-        assert r.key is not None
-        progress(f"{r.source_name}: analysing {', '.join(k.to_user_string() for k in selection)} of {r.key} ...")
-        started = time.perf_counter()
-        run = _run(job, instance, [r.key], selection, {"medialens/source": r.source_name})
-        r.seconds = round((r.seconds or 0) + time.perf_counter() - started, 2)
-        r.status = "ok" if run.success else "failed"
-        r.reason = None if run.success else failure_reason(run)
-        progress(f"{r.source_name}: {r.status}{': ' + r.reason if r.reason else ''} ({r.seconds} s)")
+        for r, selection in singles:
+            assert r.key is not None
+            progress(f"{r.source_name}: analysing {', '.join(k.to_user_string() for k in selection)} of {r.key} ...")
+            started = time.perf_counter()
+            run = _run(instance, [r.key], selection, {"medialens/source": r.source_name}, progress)
+            r.seconds = round((r.seconds or 0) + time.perf_counter() - started, 2)
+            r.status = "ok" if run.success else "failed"
+            r.reason = None if run.success else failure_reason(run)
+            progress(f"{r.source_name}: {r.status}{': ' + r.reason if r.reason else ''} ({r.seconds} s)")
+    except PoolBusy as exc:  # every later run would wait the same way: stop here (the guard said why)
+        unfinished = missing_by_partition(instance, defs, {r.key for r in results if r.key and r.status == "ok"})
+        for r in results:
+            if r.key in unfinished and r.status == "ok":
+                r.status, r.reason = "failed", str(exc)
     for r in results:
         summarise(store, r)
     return results

@@ -50,11 +50,12 @@ from typing import Any
 from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance, DagsterRunStatus, Definitions
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, PartitionBackfill
+from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
 from dagster._core.storage.dagster_run import RunsFilter
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._core.utils import make_new_backfill_id
 
+from media_assets.dead_runs import end_dead_runs
 from media_assets.partitions import MEDIA_PARTITIONS_NAME
 from media_assets.per_media import MAX_PARTITIONS_PER_RUN
 from media_assets.staleness import StalePartition, find_stale, recorded_versions
@@ -63,6 +64,8 @@ from resources.store import MediaStore
 GROUP_TAG = "medialens/reanalyse"
 REPORT_TAG = "medialens/report"
 MAX_PER_RUN_ENV = "MEDIALENS_MAX_PARTITIONS_PER_RUN"
+STOP_GRACE_S = 5.0  # a daemon (and its runs) stops this long after SIGINT, or is killed
+CANCEL_WAIT_S = 4.0  # how long an interrupted `--wait` waits for its runs to end CANCELED
 DAEMON_FRESH_S = 75.0  # heartbeats come every 30 s; two missed ones mean no daemon
 POLL_S = 2.0
 
@@ -242,7 +245,7 @@ def start_daemon(log_file: Path, env: Mapping[str, str] | None = None) -> subpro
         )
 
 
-def stop_daemon(proc: subprocess.Popen[bytes], grace_s: float = 30.0) -> None:
+def stop_daemon(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
     """SIGINT (the daemon's clean shutdown), then the whole group it started if it lingers."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -303,9 +306,37 @@ def wait(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"backfills {', '.join(ids)} not finished after {timeout:.0f} s: {statuses}")
             time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        # Ctrl-C/SIGTERM: the user wants this re-analysis stopped, not left running unattended.
+        cancel(instance, ids, progress)
+        raise
     finally:
         if proc is not None:
-            stop_daemon(proc)
+            stop_daemon(proc, grace_s=STOP_GRACE_S)
+            end_dead_runs(instance, progress)  # runs whose workers went down with our daemon
+
+
+def cancel(instance: DagsterInstance, ids: Sequence[str], progress: Callable[[str], None]) -> None:
+    """Stop the backfills `ids`: no new runs (CANCELING: a daemon completes it), queued runs
+    canceled, runs in progress asked to stop through the run launcher (their worker ends them
+    CANCELED within seconds: media_assets/run_guard.py). What they finished is kept."""
+    for backfill_id in ids:
+        backfill = instance.get_backfill(backfill_id)
+        if backfill is not None and backfill.status not in BULK_ACTION_TERMINAL_STATUSES:
+            instance.update_backfill(backfill.with_status(BulkActionStatus.CANCELING))
+    running: list[str] = []
+    for run in backfill_runs(instance, ids):
+        if run.status in (DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED):
+            instance.report_run_canceled(run, "Run canceled: `medialens reanalyse --wait` was interrupted.")
+        elif run.status in (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED):
+            with contextlib.suppress(Exception):  # a launcher that cannot reach it: ended as dead below
+                instance.run_launcher.terminate(run.run_id)
+            running.append(run.run_id)
+    deadline = time.monotonic() + CANCEL_WAIT_S
+    while running and time.monotonic() < deadline:
+        time.sleep(0.5)
+        running = [r for r in running if (x := instance.get_run_by_id(r)) is not None and not x.is_finished]
+    progress(f"canceled backfill(s) {', '.join(ids)}" + (f"; still stopping: {', '.join(running)}" if running else ""))
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -422,8 +453,5 @@ def build_report(
 
 def write_report(store: MediaStore, group: str, report: Mapping[str, Any]) -> Path:
     path = report_path(store, group)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2, default=str))
-    os.replace(tmp, path)
+    store.write_bytes(path, json.dumps(report, indent=2, default=str).encode(), what="re-analysis report")
     return path

@@ -8,6 +8,9 @@ also loads each model once for all the run's partitions. More throughput comes f
 once (`max_concurrent_runs`) and more machines (deploy/: Docker run launcher), not from more
 processes per run. `multiprocess` remains for machines with many cores and small models, where
 light steps and the audio branch can overlap; `MEDIALENS_MAX_CONCURRENT` caps its processes.
+
+Both are Dagster's executors wrapped by media_assets/run_guard.py: a run records its worker, never
+waits for a pool slot silently or forever, and ends CANCELED on Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,9 +19,31 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
+from dagster import ExecutorDefinition, executor
+from dagster._core.definitions.executor_definition import (
+    IN_PROC_CONFIG,
+    MULTI_PROC_CONFIG,
+    _core_in_process_executor_creation,
+    _core_multiprocess_executor_creation,
+    multiple_process_executor_requirements,
+)
+
+from media_assets.run_guard import GuardedExecutor
 
 EXECUTORS = ("in_process", "multiprocess")
+
+
+@executor(name="in_process", config_schema=IN_PROC_CONFIG)
+def guarded_in_process_executor(init_context: Any) -> GuardedExecutor:
+    """Dagster's in-process executor, guarded (every step in the run's process)."""
+    return GuardedExecutor(_core_in_process_executor_creation(init_context.executor_config))
+
+
+@executor(name="multiprocess", config_schema=MULTI_PROC_CONFIG, requirements=multiple_process_executor_requirements())
+def guarded_multiprocess_executor(init_context: Any) -> GuardedExecutor:
+    """Dagster's multiprocess executor, guarded; it stops its step processes on a signal itself."""
+    inner = _core_multiprocess_executor_creation(init_context.executor_config)
+    return GuardedExecutor(inner, stop_on_interrupt=False)
 
 
 def analysis_executor(env: Mapping[str, str] | None = None) -> ExecutorDefinition:
@@ -30,8 +55,8 @@ def analysis_executor(env: Mapping[str, str] | None = None) -> ExecutorDefinitio
             f"MEDIALENS_EXECUTOR={env.get('MEDIALENS_EXECUTOR')!r}: expected one of {', '.join(EXECUTORS)}"
         )
     if kind == "in_process":
-        return in_process_executor
-    return multiprocess_executor.configured(multiprocess_config(env))
+        return guarded_in_process_executor
+    return guarded_multiprocess_executor.configured(multiprocess_config(env))
 
 
 def multiprocess_config(env: Mapping[str, str]) -> dict[str, Any]:

@@ -7,8 +7,11 @@ steps after it then run for none of them. This sensor reads those names from the
 requests what the other files still lack, in ranges that leave the bad files out. The bad files
 keep their failure, with its reason, in the original run (and in the UI's partition status).
 
-A failure that names no partition (a crash, an out-of-memory kill) retries each file of the range
-alone, so that a bad file is found by its own run. Backfill runs are left to the backfill (its
+A run whose worker died (SIGKILL, out of memory, a restart: run monitoring or the CLI marks it
+failed) is first re-executed from its failure by Dagster's run retries (dagster.yaml `run_retries`,
+crashes only); this sensor leaves such a run alone. A crash that Dagster no longer retries, or any
+failure that names no partition, retries each file of the range alone, so that a bad file (one
+that kills its worker every time) is found by its own run. Backfill runs are left to the backfill (its
 "re-execute from failure"), and the CLI splits its own in-process runs (media_assets/headless.py).
 """
 
@@ -30,6 +33,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     BACKFILL_ID_TAG,
+    WILL_RETRY_TAG,
 )
 
 from media_assets.jobs import analyse_media_job
@@ -88,6 +92,8 @@ def failed_batch_sensor(context: RunFailureSensorContext) -> list[RunRequest] | 
     tags = run.tags
     if BACKFILL_ID_TAG in tags:
         return SkipReason(f"run {run.run_id} belongs to backfill {tags[BACKFILL_ID_TAG]}: retried by the backfill")
+    if tags.get(WILL_RETRY_TAG) == "true":
+        return SkipReason(f"run {run.run_id} crashed and Dagster's run retries re-execute it")
     if tags.get("medialens/launched_by") == "cli":
         return SkipReason(f"run {run.run_id} was launched by the CLI, which splits its own runs")
     first, last = tags.get(ASSET_PARTITION_RANGE_START_TAG), tags.get(ASSET_PARTITION_RANGE_END_TAG)
