@@ -51,6 +51,7 @@ from dagster import AssetKey, AssetSelection, DagsterEventType, DagsterInstance,
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import BULK_ACTION_TERMINAL_STATUSES, BulkActionStatus, PartitionBackfill
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.dagster_run import RunsFilter
 from dagster._core.storage.tags import BACKFILL_ID_TAG
 from dagster._core.utils import make_new_backfill_id
@@ -229,8 +230,28 @@ def daemon_running(instance: DagsterInstance, fresh_s: float = DAEMON_FRESH_S) -
     return beat is not None and time.time() - beat.timestamp < fresh_s
 
 
+def create_instance_storage(home: str) -> None:
+    """Create a new sqlite instance's tables in this process, once. Dagster's sqlite storages create
+    their schema on first open, and a new daemon opens the instance in several processes at once
+    (itself, its code server, the run queue): racing creators left `alembic_version` with two heads
+    here ("has more than one head present"), and that instance never opened again."""
+    saved = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = home  # dagster.yaml may refer to it
+    try:
+        with DagsterInstance.from_ref(InstanceRef.from_dir(home)):
+            pass
+    finally:
+        if saved is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = saved
+
+
 def start_daemon(log_file: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`dagster-daemon run` on this code location and instance (DAGSTER_HOME of this process)."""
+    home = (env or {}).get("DAGSTER_HOME") or os.environ.get("DAGSTER_HOME")
+    if home and (Path(home) / "dagster.yaml").exists():
+        create_instance_storage(home)
     exe = Path(sys.executable).parent / "dagster-daemon"
     cmd = [str(exe), "run", "-m", "media_assets.definitions"]
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,7 @@ from dagster._core.execution.retries import RetryMode
 from dagster._core.execution.step_dependency_config import StepDependencyConfig
 from dagster._core.executor.base import Executor
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+from dagster._utils import interrupts as dagster_interrupts
 from dagster._utils.interrupts import check_captured_interrupt
 
 from media_assets.dead_runs import end_dead_runs, pool_holders, waiting_pools
@@ -66,6 +68,43 @@ def _sleep_until_next_claim_check(self: InstanceConcurrencyContext) -> float:
 
 
 InstanceConcurrencyContext.interval_to_next_pending_claim_check = _sleep_until_next_claim_check  # type: ignore[method-assign]
+
+
+# When this process last received SIGINT/SIGTERM (monotonic seconds; 0: never). Dagster's own
+# record of a signal (`check_captured_interrupt`) exists only outside asset code and is cleared
+# when it raises; an interrupt raised where it is swallowed (e.g. inside a finaliser that runs
+# during garbage collection: "Exception ignored in ...") would be lost, and the run would go on.
+# Every handler Dagster installs is wrapped to note the signal here, so the watcher can raise it
+# again while the run has not started stopping.
+_last_signal = [0.0]
+REPEAT_INTERRUPT_S = 3.0
+
+
+def _noting(handler: Any) -> Any:
+    if not callable(handler) or getattr(handler, "_medialens_notes", False):
+        return handler
+
+    def note_then_handle(signum: int, frame: Any) -> Any:
+        _last_signal[0] = time.monotonic()
+        return handler(signum, frame)
+
+    note_then_handle._medialens_notes = True  # type: ignore[attr-defined]
+    return note_then_handle
+
+
+def _note_signals() -> None:
+    """Wrap the signal handlers in place now and every one Dagster installs from here on."""
+    original = dagster_interrupts._replace_interrupt_signal
+    if not getattr(original, "_medialens_notes", False):
+
+        def replace(new_signal_handler: Any) -> None:
+            original(_noting(new_signal_handler))
+
+        replace._medialens_notes = True  # type: ignore[attr-defined]
+        dagster_interrupts._replace_interrupt_signal = replace
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, _noting(signal.getsignal(signum)))
 
 
 class PoolWaitTimeout(Exception):
@@ -116,6 +155,9 @@ class RunWatcher:
         self.target = threading.get_ident()  # the run's thread: the one that builds the watcher
         self.timed_out: str | None = None
         self.interrupted = False
+        self.stopping = False  # the interrupt reached the executor: Dagster is ending the run
+        self._started = time.monotonic()
+        self._last_stop = 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"medialens-run-watcher-{run.run_id[:8]}", daemon=True)
         self._waiting_since: float | None = None
@@ -133,8 +175,8 @@ class RunWatcher:
         next_pool_check = time.monotonic() + 1.0
         while not self._done.wait(POLL_S):
             try:
-                if self.stop_on_interrupt and not self.interrupted and check_captured_interrupt():
-                    self._stop("interrupted (SIGINT/SIGTERM)")
+                if self.stop_on_interrupt and not self.stopping:
+                    self._stop_if_signalled()
                 if self.pools and time.monotonic() >= next_pool_check:
                     next_pool_check = time.monotonic() + POOL_CHECK_S
                     self._check_pools()
@@ -142,10 +184,18 @@ class RunWatcher:
                 log.exception("run watcher: unexpected error (the run goes on unwatched)")
                 next_pool_check = time.monotonic() + 60
 
+    def _stop_if_signalled(self) -> None:
+        now = time.monotonic()
+        if check_captured_interrupt() and not self.interrupted:
+            self._stop("interrupted (SIGINT/SIGTERM)")
+        elif _last_signal[0] > self._started and now - max(_last_signal[0], self._last_stop) >= REPEAT_INTERRUPT_S:
+            self._stop("interrupted (SIGINT/SIGTERM) and still running")  # the first one was swallowed
+
     def _stop(self, why: str) -> None:
-        if self._done.is_set():
+        if self._done.is_set() or self.stopping:
             return
         self.interrupted = True
+        self._last_stop = time.monotonic()
         log.warning(f"run {self.run.run_id}: {why}: stopping it")
         interrupt_thread(self.target, _Stop)
 
@@ -196,6 +246,7 @@ def guarded(
     and interrupts ending it CANCELED (see the module docstring)."""
     instance, run = plan_context.instance, plan_context.dagster_run
     record_worker(instance, run)
+    _note_signals()
     steps = plan_context.execution_plan.get_steps_to_execute_in_topo_order()
     pools = sorted({step.pool for step in steps if step.pool})
 
@@ -211,6 +262,7 @@ def guarded(
         try:
             yield from events
         except (KeyboardInterrupt, DagsterExecutionInterruptedError):
+            watcher.stopping = True
             if watcher.timed_out:
                 raise PoolWaitTimeout(watcher.timed_out) from None
             mark_canceling(instance, run, "interrupted (Ctrl-C or SIGTERM)")

@@ -113,8 +113,9 @@ def test_a_slot_whose_holder_died_is_taken_back(instance: DagsterInstance) -> No
     assert any(f"worker pid {child.pid}" in m and "is gone" in m for m in _messages(instance, holder.run_id))
 
 
-def _start_job(home: Path, work_s: float) -> subprocess.Popen[str]:
+def _start_job(home: Path, work_s: float, swallow: bool = False) -> subprocess.Popen[str]:
     env = {**os.environ, "DAGSTER_HOME": str(home), "GUARD_TEST_WORK_S": str(work_s), POOL_WAIT_ENV: "600"}
+    env["GUARD_TEST_SWALLOW"] = "1" if swallow else "0"
     return subprocess.Popen(
         [sys.executable, "-m", "tests.media_assets.guard_jobs"],
         cwd=ROOT,
@@ -172,3 +173,11 @@ def test_sigterm_inside_an_asset_cancels_the_run(instance: DagsterInstance, home
     _stops_canceled(instance, proc, run, signal.SIGTERM)
     # the next run takes the slot at once
     assert instance.get_run_by_id(run_once(instance)).status == DagsterRunStatus.SUCCESS  # type: ignore[union-attr]
+
+
+def test_an_interrupt_that_asset_code_swallowed_is_raised_again(instance: DagsterInstance, home: Path) -> None:
+    proc = _start_job(home, 60, swallow=True)
+    run = _wait_for(instance, proc, "working")
+    _stops_canceled(instance, proc, run, signal.SIGTERM)
+    messages = _messages(instance, run.run_id)
+    assert any("Run canceled: interrupted" in m for m in messages), messages[-5:]
