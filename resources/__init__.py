@@ -13,7 +13,6 @@ from media_assets.config import Paths
 
 def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The resources every asset, sensor and CLI command uses, pointing under `paths`."""
-    from resources.inbox import InboxResource
     from resources.inference_cache import InferenceCache
     from resources.manifests import ManifestIOManager
     from resources.models import ModelRunner
@@ -30,9 +29,25 @@ def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[
     return {
         "store": store,
         "manifests": ManifestIOManager(store=store),
-        "inbox": InboxResource(path=str(paths.inbox)),
+        "inbox": inbox_resource(paths, env),
         "qdrant": qdrant,
         "models": ModelRunner(device=env.get("MEDIALENS_DEVICE", "auto")),
         # Model results by input hash, so re-runs of unchanged inputs skip inference; off without REDIS_URL.
         "inference_cache": InferenceCache(url=EnvVar("REDIS_URL")) if env.get("REDIS_URL") else InferenceCache(),
     }
+
+
+def inbox_resource(paths: Paths, env: Mapping[str, str]) -> Any:
+    """The inbox: the folder `paths.inbox`, or the S3 prefix MEDIALENS_INBOX=s3://bucket/prefix
+    (endpoint from MEDIALENS_S3_ENDPOINT_URL, else AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL; region from
+    AWS_DEFAULT_REGION; credentials from boto3's usual chain)."""
+    from resources.inbox import S3_SCHEME, InboxResource
+
+    url = env.get("MEDIALENS_INBOX", "")
+    if not url.startswith(S3_SCHEME):
+        return InboxResource(path=str(paths.inbox))
+    endpoint = (
+        env.get("MEDIALENS_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    )
+    region = env.get("AWS_DEFAULT_REGION") or env.get("AWS_REGION") or None
+    return InboxResource(path=url.rstrip("/"), endpoint_url=endpoint, region=region)

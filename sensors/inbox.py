@@ -7,6 +7,10 @@ Partial-download names and dotfiles are never looked at.
 
 Every move here is crash-safe for a SIGKILL at any instant: the file is at its old place or at its
 new one, never half in both, and a note is reserved before the file it describes is moved.
+
+`InboxSource` is what the sensor's intake sees of an inbox: `LocalInbox` (this folder's functions)
+or `sensors.s3_inbox.S3Inbox` (an S3 prefix: objects are downloaded into the store's scratch
+folder to be checked, and copied/deleted instead of renamed). Both give the same semantics.
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import errno
 import hashlib
 import os
 import shutil
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 REJECTED_DIR = "rejected"
 DUPLICATES_DIR = "duplicates"
@@ -26,6 +33,9 @@ PARTIAL_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial", ".download", "~"
 NOTE_SUFFIX = ".reason.txt"
 
 Signature = tuple[int, int, int, int]  # (size, mtime_ns, inode, ctime_ns)
+# What a look saw of a candidate: a local Signature, or an S3 object's (size, last_modified_ms, etag).
+# Always (size, modification time, ...): the stability check only compares them whole.
+Look = tuple[int | str, ...]
 
 
 class FileChanged(Exception):
@@ -34,18 +44,29 @@ class FileChanged(Exception):
 
 @dataclass(frozen=True)
 class Candidate:
-    """A file in the inbox, with its signature at this look and since when (ms) we see it so."""
+    """A file in the inbox, with its signature at this look and since when (ms) we see it so.
+
+    `path` is the file on disk for a local inbox; for an S3 inbox it is only `rel` (the object's key
+    under the prefix) and never opened."""
 
     path: Path
     rel: str
-    signature: Signature
+    signature: Look
     seen_ms: int = 0
 
     @property
     def size(self) -> int:
-        return self.signature[0]
+        return int(self.signature[0])
 
-    def cursor_entry(self) -> list[int]:
+    @property
+    def modified(self) -> int:
+        return int(self.signature[1])
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.rel).name
+
+    def cursor_entry(self) -> list[int | str]:
         """What the cursor remembers of it: the signature and since when it is unchanged."""
         return [*self.signature, self.seen_ms]
 
@@ -85,27 +106,27 @@ def list_inbox(root: Path) -> Iterator[Candidate]:
             if sig is None:  # removed while we looked
                 continue
             found.append(Candidate(path, path.relative_to(root).as_posix(), sig))
-    found.sort(key=lambda c: (c.signature[1], c.rel))
+    found.sort(key=lambda c: (c.modified, c.rel))
     yield from found
 
 
 def split_stable(
-    candidates: list[Candidate], previous: Mapping[str, list[int]], now_ms: int, settle_ms: int = 0
-) -> tuple[list[Candidate], dict[str, list[int]]]:
+    candidates: list[Candidate], previous: Mapping[str, list[int | str]], now_ms: int, settle_ms: int = 0
+) -> tuple[list[Candidate], dict[str, list[int | str]]]:
     """Files unchanged since the last look, and for at least `settle_ms`, are stable, first seen
     first (so a steady stream of new drops never starves an older one); the rest are remembered
     for the next look. An entry of an earlier cursor format never matches: one more look."""
     stable: list[Candidate] = []
-    pending: dict[str, list[int]] = {}
+    pending: dict[str, list[int | str]] = {}
     for c in candidates:
         before = previous.get(c.rel) or []
-        same = len(before) == len(c.signature) + 1 and tuple(before[:-1]) == c.signature
-        seen = replace(c, seen_ms=before[-1] if same else now_ms)
+        same = len(before) == len(c.signature) + 1 and tuple(before[:-1]) == c.signature and isinstance(before[-1], int)
+        seen = replace(c, seen_ms=int(before[-1]) if same else now_ms)
         if same and now_ms - seen.seen_ms >= settle_ms:
             stable.append(seen)
         else:
             pending[c.rel] = seen.cursor_entry()
-    stable.sort(key=lambda c: (c.seen_ms, c.signature[1], c.rel))
+    stable.sort(key=lambda c: (c.seen_ms, c.modified, c.rel))
     return stable, pending
 
 
@@ -177,7 +198,7 @@ def set_aside(path: Path, root: Path, folder: str, reason: str) -> Path:
         return dest
 
 
-def take_file(src: Path, dest: Path, signature: Signature, sha256: str) -> None:
+def take_file(src: Path, dest: Path, signature: Look, sha256: str) -> None:
     """Move an admitted file out of the inbox to `dest`, all or nothing.
 
     Raises FileChanged, leaving the file in the inbox, when what is at `src` is not the file that
@@ -234,3 +255,103 @@ def taken_files(incoming: Path) -> list[tuple[str, Path]]:
         out.append((ctime, entry.name.split(".", 1)[0], Path(entry.path)))
     out.sort()
     return [(key, path) for _, key, path in out]
+
+
+# -- the inbox as the upload sensor's intake sees it ----------------------------------------------
+
+
+class InboxSource(ABC):
+    """Where the upload sensor finds new files and where it puts back what it refuses.
+
+    The intake is the same for every kind of inbox (sensors/upload.py): list the candidates, keep
+    the stable ones, `fetch` each as a local file to admit, then either `set_aside` it (rejected,
+    duplicate) or write its source record and `take` it into `store/incoming/`."""
+
+    #: how messages name the inbox and its folders ("inbox/", "s3://bucket/prefix/")
+    where: str = "inbox/"
+    #: what the last `candidates` call finished for an interrupted tick, for the sensor's log
+    finished: list[str]
+    #: what went wrong after a file was taken (it stays taken), for the sensor's log
+    warnings: list[str]
+
+    def __init__(self) -> None:
+        self.finished = []
+        self.warnings = []
+
+    def prepare(self) -> None:  # noqa: B027 (optional: most inboxes need nothing)
+        """Make sure the inbox exists (a local folder is created)."""
+
+    @abstractmethod
+    def candidates(self, taken: Mapping[str, Mapping[str, Any]]) -> list[Candidate]:
+        """Every file waiting in the inbox, oldest first (reserved folders and ignored names left
+        out). `taken`: the source records of files in incoming/ (key -> record), for an inbox that
+        must finish what an interrupted tick left undone. Raises OSError when the inbox cannot be
+        listed."""
+
+    def problem(self, c: Candidate) -> str | None:
+        """Why `c` is refused before it is read at all (None: read it)."""
+        return None
+
+    @abstractmethod
+    def fetch(self, c: Candidate) -> AbstractContextManager[Path]:
+        """The bytes of `c` as a local file, for admission (removed after, unless taken). Raises
+        FileChanged when `c` is gone or no longer what was listed."""
+
+    @abstractmethod
+    def look_again(self, c: Candidate) -> Look | None:
+        """The candidate's signature now (after admission read it); None once it is gone."""
+
+    @abstractmethod
+    def set_aside(self, c: Candidate, folder: str, reason: str) -> str:
+        """Move a refused or duplicate file to `<inbox>/<folder>/` with its `.reason.txt` note;
+        returns where it went. Raises FileChanged when it is no longer what was listed."""
+
+    @abstractmethod
+    def take(self, c: Candidate, fetched: Path, dest: Path, sha256: str) -> None:
+        """Take an admitted file (`fetched`: its bytes as admitted) into the store at `dest` (its
+        source record is already written), all or nothing, and out of the inbox. Raises FileChanged,
+        leaving the file in the inbox, when what is there is no longer what was admitted."""
+
+    def record_extra(self, c: Candidate) -> dict[str, Any]:
+        """What the source record must say about `c` beyond what registration writes (written with
+        the record, before the file is taken)."""
+        return {}
+
+    @abstractmethod
+    def set_aside_taken(self, path: Path, folder: str, reason: str) -> str:
+        """Give a file of `store/incoming/` back to the user under `<inbox>/<folder>/` with a note
+        (a taken file that cannot be registered); returns where it went."""
+
+
+class LocalInbox(InboxSource):
+    """A folder on disk (MEDIALENS_INBOX): files are renamed, never copied, when they can be."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__()
+        self.root = root
+        self.where = f"{root}/"
+
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def candidates(self, taken: Mapping[str, Mapping[str, Any]]) -> list[Candidate]:
+        self.finished = []
+        return list(list_inbox(self.root))
+
+    def problem(self, c: Candidate) -> str | None:
+        return symlink_problem(c.path, self.root)
+
+    def fetch(self, c: Candidate) -> AbstractContextManager[Path]:
+        return nullcontext(c.path)
+
+    def look_again(self, c: Candidate) -> Look | None:
+        return look(c.path)
+
+    def set_aside(self, c: Candidate, folder: str, reason: str) -> str:
+        return str(set_aside(c.path, self.root, folder, reason))
+
+    def take(self, c: Candidate, fetched: Path, dest: Path, sha256: str) -> None:
+        take_file(c.path, dest, c.signature, sha256)
+
+    def set_aside_taken(self, path: Path, folder: str, reason: str) -> str:
+        return str(set_aside(path, self.root, folder, reason))

@@ -14,6 +14,13 @@ run; taken files whose partition exists but that never got a run (none created s
 taken, no `media_file` materialisation) get a run. Run keys are derived from the partitions, so a
 request the daemon already honoured is skipped by its run-key check. A file whose run failed is
 left to `failed_batch_sensor` and the user: it has a run.
+
+The inbox is a local folder or an S3 prefix (MEDIALENS_INBOX=s3://bucket/prefix): the intake below
+goes through `sensors.inbox.InboxSource` for both. An S3 object is downloaded into the store's
+scratch folder to be checked; a new one's record (naming the object and its ETag) is written, the
+download renamed into incoming/, and only then the object deleted. A tick killed before that delete
+leaves the object listed: the next tick recognises it from the record of its taken file and finishes
+the delete instead of taking it again.
 """
 
 from __future__ import annotations
@@ -66,12 +73,9 @@ from sensors.inbox import (
     REJECTED_DIR,
     Candidate,
     FileChanged,
-    list_inbox,
-    look,
-    set_aside,
+    InboxSource,
+    LocalInbox,
     split_stable,
-    symlink_problem,
-    take_file,
     taken_files,
 )
 
@@ -111,6 +115,7 @@ class Recovered:
     runs: list[RunRequest] = field(default_factory=list)  # partitions that exist but never got a run
     settled: set[str] = field(default_factory=set)  # taken files known to have their run
     taken: set[str] = field(default_factory=set)  # every key in incoming/, recovered or not
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # the source records read (key -> record)
     names: list[str] = field(default_factory=list)  # "<key> (<file name>): what it lacked", for the log
 
 
@@ -120,27 +125,38 @@ class Recovered:
     default_status=DefaultSensorStatus.RUNNING,
     description="Registers each stable new file in the inbox as a `media` partition and runs the "
     f"analysis for the tick's new files together (runs of at most {MAX_PARTITIONS_PER_RUN}); refused "
-    "files go to inbox/rejected/ with a .reason.txt. Recovers files an interrupted tick had taken.",
+    "files go to inbox/rejected/ with a .reason.txt. Recovers files an interrupted tick had taken. "
+    "The inbox is a folder or an S3 prefix (MEDIALENS_INBOX=s3://bucket/prefix).",
 )
 def media_upload_sensor(context: SensorEvaluationContext, inbox: InboxResource, store: MediaStore) -> SensorResult:
-    root = inbox.root
-    root.mkdir(parents=True, exist_ok=True)
+    source = open_inbox(inbox, store)
+    source.prepare()
     # pending: inbox files seen but not taken yet (signature, since when); settled: taken files whose
     # run was seen, not looked up again while they wait in incoming/.
     state = json.loads(context.cursor) if context.cursor else {}
     order = list(context.instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
     budget = Budget(inbox.max_files_per_tick, inbox.max_mb_per_tick * 2**20)
 
-    recovered = recover(context, store, root, order, budget, set(state.get("settled", [])))
+    recovered = recover(context, store, source, order, budget, set(state.get("settled", [])))
     if recovered.names:
         context.log.warning(
             f"recovered {len(recovered.names)} files a previous tick had taken: {', '.join(recovered.names)}"
         )
 
     now_ms = int(time.time() * 1000)
-    stable, pending = split_stable(
-        list(list_inbox(root)), state.get("pending", {}), now_ms, int(inbox.settle_seconds * 1000)
-    )
+    previous: dict[str, list[int | str]] = state.get("pending", {})
+    stable: list[Candidate]
+    try:
+        listed = source.candidates(recovered.records)
+    except OSError as exc:  # e.g. the S3 endpoint is unreachable: what was pending stays pending
+        context.log.warning(f"cannot list the inbox {source.where}: {exc}; looked at again on a next tick")
+        stable, pending = [], dict(previous)
+    else:
+        stable, pending = split_stable(listed, previous, now_ms, int(inbox.settle_seconds * 1000))
+    if source.finished:
+        context.log.warning(
+            f"finished taking {len(source.finished)} files an interrupted tick had taken: {', '.join(source.finished)}"
+        )
     limits = Limits.from_params(current_settings().of("media_file"))
     # Taken files not recovered yet (over this tick's cap) already own their content.
     known = set(order) | recovered.taken
@@ -151,7 +167,7 @@ def media_upload_sensor(context: SensorEvaluationContext, inbox: InboxResource, 
             continue
         budget.spend(c.size)
         try:
-            taken = intake(context, c, root, store, limits, known, pending, now_ms)
+            taken = intake(context, c, source, store, limits, known, pending, now_ms)
         except OSError as exc:  # one odd file (gone, unreadable, disk full) must not fail the tick
             context.log.warning(f"{c.rel}: {exc}; looked at again on a next tick")
             pending.pop(c.rel, None)
@@ -160,6 +176,8 @@ def media_upload_sensor(context: SensorEvaluationContext, inbox: InboxResource, 
             known.add(taken[0])
             new.append(taken)
 
+    for warning in source.warnings:
+        context.log.warning(warning)
     cursor = json.dumps({"pending": pending, "settled": sorted(recovered.settled)}, sort_keys=True)
     added = recovered.new + new
     runs = batch_runs(added) + recovered.runs
@@ -173,48 +191,79 @@ def media_upload_sensor(context: SensorEvaluationContext, inbox: InboxResource, 
     )
 
 
+def open_inbox(inbox: InboxResource, store: MediaStore) -> InboxSource:
+    """The inbox the resource names: a local folder, or an S3 prefix (boto3 only imported then)."""
+    if inbox.is_s3:
+        from sensors.s3_inbox import S3Inbox
+
+        return S3Inbox.from_resource(inbox, store)
+    return LocalInbox(inbox.root)
+
+
 def intake(
     context: SensorEvaluationContext,
     c: Candidate,
-    root: Path,
+    source: InboxSource,
     store: MediaStore,
     limits: Limits,
     known: set[str],
-    pending: dict[str, list[int]],
+    pending: dict[str, list[int | str]],
     now_ms: int,
 ) -> tuple[str, str] | None:
     """Check one stable file and take it: (key, name) when it is new media, else None (set aside,
     or left in the inbox because it changed meanwhile)."""
-    problem = symlink_problem(c.path, root)
+    problem = source.problem(c)
     if problem:
-        set_aside(c.path, root, REJECTED_DIR, problem)
+        source.set_aside(c, REJECTED_DIR, problem)
         context.log.warning(f"rejected {c.rel}: {problem}")
         return None
-    a = admit(c.path, limits, known)
-    after = look(c.path)
+    try:
+        with source.fetch(c) as fetched:
+            return _admit_and_take(context, c, fetched, source, store, limits, known, pending, now_ms)
+    except FileChanged as exc:  # the file is back in (or still in) the inbox, looked at anew
+        pending.pop(c.rel, None)
+        context.log.info(f"{c.rel}: {exc}; looked at again")
+        return None
+
+
+def _admit_and_take(
+    context: SensorEvaluationContext,
+    c: Candidate,
+    fetched: Path,
+    source: InboxSource,
+    store: MediaStore,
+    limits: Limits,
+    known: set[str],
+    pending: dict[str, list[int | str]],
+    now_ms: int,
+) -> tuple[str, str] | None:
+    a = admit(fetched, limits, known, source_name=c.name)
+    after = source.look_again(c)
     if after != c.signature:  # written to, replaced or removed while it was being checked
         if after is not None:
             pending[c.rel] = [*after, now_ms]
         context.log.info(f"{c.rel}: changed while it was checked; looked at again")
         return None
-    dropped_as = f" (dropped as {c.rel})" if c.rel != c.path.name else ""
+    dropped_as = f" (dropped as {c.rel})" if c.rel != c.name else ""
     if a.status == "rejected":
-        set_aside(c.path, root, REJECTED_DIR, f"{a.reason or 'rejected'}{dropped_as}")
+        source.set_aside(c, REJECTED_DIR, f"{a.reason or 'rejected'}{dropped_as}")
         context.log.warning(f"rejected {c.rel}: {a.reason}")
         return None
     if a.status == "duplicate":
-        set_aside(c.path, root, DUPLICATES_DIR, f"{a.reason} (not analysed again){dropped_as}")
+        source.set_aside(c, DUPLICATES_DIR, f"{a.reason} (not analysed again){dropped_as}")
         context.log.info(f"{c.rel}: {a.reason}; moved to {DUPLICATES_DIR}/")
         return None
     assert a.key is not None and a.info is not None and a.sha256 is not None
     taken = store.incoming_dir / f"{a.key}{stored_suffix(a.source_name, a.info.container)}"
     register(store, a, taken, move=True)  # first: a file in incoming/ always has its record
+    extra = source.record_extra(c)
+    if extra:  # e.g. the S3 object it came from, for finishing an interrupted take
+        store.write_source(a.key, {**store.read_source(a.key), **extra})
     try:
-        take_file(c.path, taken, c.signature, a.sha256)
-    except FileChanged as exc:  # the file is back in the inbox, looked at anew
+        source.take(c, fetched, taken, a.sha256)
+    except FileChanged:
         store.source_path(a.key).unlink(missing_ok=True)
-        context.log.info(f"{c.rel}: {exc}; looked at again")
-        return None
+        raise
     context.log.info(f"{c.rel}: new media {a.key} ({a.info.kind}, {a.info.size_bytes / 2**20:.1f} MB)")
     return a.key, a.source_name
 
@@ -222,7 +271,7 @@ def intake(
 def recover(
     context: SensorEvaluationContext,
     store: MediaStore,
-    root: Path,
+    source: InboxSource,
     order: Sequence[str],
     budget: Budget,
     settled: set[str],
@@ -247,8 +296,9 @@ def recover(
         record = taken_source(store, key, path)
         if record is None:
             if key not in partitions:
-                _set_aside_quietly(context, path, root, REJECTED_DIR, _NO_RECORD)
-            continue  # with a partition, its run (or media_file) says what is wrong
+                _set_aside_quietly(context, path, source, REJECTED_DIR, _NO_RECORD)
+            continue
+        out.records[key] = record  # with a partition, its run (or media_file) says what is wrong
         if key in partitions:
             waiting[key] = record
             continue
@@ -256,7 +306,7 @@ def recover(
             continue
         other = key_for_existing_content(str(record["sha256"]), known)
         if other is not None:  # two interrupted ticks took the same bytes under two names
-            if _set_aside_quietly(context, path, root, DUPLICATES_DIR, f"same bytes as {other} (not analysed again)"):
+            if _set_aside_quietly(context, path, source, DUPLICATES_DIR, f"same bytes as {other} (not analysed again)"):
                 store.source_path(key).unlink(missing_ok=True)
             continue
         budget.spend()
@@ -283,9 +333,11 @@ _NO_RECORD = (
 )
 
 
-def _set_aside_quietly(context: SensorEvaluationContext, path: Path, root: Path, folder: str, reason: str) -> bool:
+def _set_aside_quietly(
+    context: SensorEvaluationContext, path: Path, source: InboxSource, folder: str, reason: str
+) -> bool:
     try:
-        set_aside(path, root, folder, reason)
+        source.set_aside_taken(path, folder, reason)
     except OSError as exc:  # e.g. taken into the store by media_file meanwhile
         context.log.info(f"{path.name}: not set aside ({exc})")
         return False
