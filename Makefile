@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export MEDIALENS_HOME ?= $(CURDIR)/data
 
-.PHONY: demo test dev install system-deps llm lint contract bench clean
+.PHONY: demo test dev install system-deps llm lint contract health-check bench clean
 
 ## demo: install, generate sample media, analyse them through the Dagster asset graph
 demo: install
@@ -55,6 +55,10 @@ lint: install
 contract: install
 	$(VENV)/bin/medialens samples .tmp/contract-media
 	$(PY) ../shared/contract/check.py .tmp/contract-media/*
+
+## health-check: instance, daemon, sensors, Redis, Qdrant vs tables, model files, disk, GPU; exit 1 on a failure
+health-check: install
+	$(VENV)/bin/medialens health
 
 bench: install
 	$(PY) bench/ingest.py

@@ -386,6 +386,12 @@ def cmd_samples(args: argparse.Namespace) -> int:
     return 0
 
 
+def inbox_location(paths: Paths) -> str:
+    """Where the upload sensor looks: the folder, or the S3 prefix as the user wrote it."""
+    raw = os.environ.get("MEDIALENS_INBOX", "")
+    return raw if raw.startswith("s3://") else str(paths.inbox)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from media_assets.samples import generate_samples, require_tools
 
@@ -400,7 +406,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "  .venv/bin/medialens show KEY            everything known about one file (--json for scripts)\n"
         "  .venv/bin/medialens stale               what an upgraded model or setting made stale\n"
         "  make dev                                Dagster UI on http://127.0.0.1:3000; drop files into "
-        f"{paths.inbox}"
+        f"{inbox_location(paths)}"
     )
     return rc
 
@@ -459,6 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="generate sample media and analyse them (what `make demo` runs)")
     d.set_defaults(func=cmd_demo)
+
+    # operations verbs: each module adds its own parser (media_assets/health.py, backup.py)
+    from media_assets import backup, health
+
+    for verb in (health, backup):
+        verb.register(sub)
     return p
 
 

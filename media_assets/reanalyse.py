@@ -335,6 +335,8 @@ def wait(
         if proc is not None:
             stop_daemon(proc, grace_s=STOP_GRACE_S)
             end_dead_runs(instance, progress)  # runs whose workers went down with our daemon
+            # a daemon started for the duration is not one that `medialens health` should expect
+            instance.wipe_daemon_heartbeats()
 
 
 def cancel(instance: DagsterInstance, ids: Sequence[str], progress: Callable[[str], None]) -> None:
