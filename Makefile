@@ -51,10 +51,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy media_assets resources sensors ops_gpu
 
-## contract: check the CLI's --json shapes (DESIGN.md contract) on generated sample media
+## contract: check the CLI's --json shapes (docs/contract.md) on generated sample media
 contract: install
 	$(VENV)/bin/medialens samples .tmp/contract-media
-	$(PY) ../shared/contract/check.py .tmp/contract-media/*
+	$(PY) tests/contract_check.py .tmp/contract-media/*
 
 ## health-check: instance, daemon, sensors, Redis, Qdrant vs tables, model files, disk, GPU; exit 1 on a failure
 health-check: install

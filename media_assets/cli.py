@@ -1,4 +1,4 @@
-"""`medialens`: the command line for scripts and headless use (DESIGN.md, "Contract").
+"""`medialens`: the command line for scripts and headless use (docs/contract.md).
 
 Every command with `--json` prints exactly one JSON document on stdout; progress and warnings go
 to stderr. Exit code 0 only when everything asked for succeeded.
@@ -265,6 +265,17 @@ def _dossier_summarizer(defs: Any) -> Any:
     return summarizer(defs.resources["models"], get_dagster_logger())[0]
 
 
+def _unknown_persons(store: Any, ids: Sequence[str]) -> list[str]:
+    """The ids among `ids` that the current dossiers do not hold (all of them before any run)."""
+    from media_assets.people import ASSET
+
+    manifest = store.read_manifest(ASSET, "library")
+    if manifest is None:
+        return list(ids)
+    known = {r["person_id"] for r in store.read_table(manifest["tables"]["persons"]).to_pylist()}
+    return [i for i in ids if i not in known]
+
+
 def cmd_people(args: argparse.Namespace) -> int:
     from media_assets.analysis import people as persons
     from media_assets.headless import refresh_people
@@ -277,6 +288,12 @@ def cmd_people(args: argparse.Namespace) -> int:
     if len(args.args) != want:
         _err(f"people {args.action or ''}: expected {want} argument(s), got {len(args.args)}")
         return 2
+    if args.action in ("name", "merge", "split"):
+        # a decision about an unknown person would stay in the append-only log: refuse it first
+        unknown = _unknown_persons(store, args.args[:2] if args.action == "merge" else args.args[:1])
+        if unknown:
+            _err(f"no person {unknown[0]!r} (list them with `medialens people`)")
+            return 1
     if args.action == "name":
         append_decision(store, persons.Name(args.args[0], args.args[1]))
     elif args.action == "merge":
@@ -289,7 +306,7 @@ def cmd_people(args: argparse.Namespace) -> int:
         {"person_id": r["person_id"], "name": r["name"], "media": r["media"], "appearances": r["count"]} for r in rows
     ]
     known = {p["person_id"] for p in people}
-    if args.action and args.args[0] not in known and args.action != "merge":
+    if args.action == "show" and args.args[0] not in known:
         _err(f"no person {args.args[0]!r} (list them with `medialens people`)")
         return 1
     if args.action == "show":

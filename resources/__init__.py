@@ -1,4 +1,4 @@
-"""Dagster resources of medialens, built from the environment (DESIGN.md: contract)."""
+"""Dagster resources of medialens, built from the environment (docs/contract.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The media store: where originals, keyframes, audio and every analysis table live on disk.
 
-Layout (DESIGN.md):
+Layout (docs/design.md):
   media/<sha[:2]>/<sha><ext>                content-addressed originals (hard-linked when possible)
   incoming/<key><ext>                       files the upload sensor took out of the inbox
   sources/<key>.json                        where a partition's bytes came from (name, path, hash)

@@ -14,7 +14,6 @@ from tests.conftest import TEST_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 MEDIALENS = Path(sys.executable).parent / "medialens"
-CONTRACT = ROOT.parent / "shared" / "contract" / "check.py"
 
 
 def ml(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -112,19 +111,3 @@ def test_stale_after_a_settings_change(samples: dict[str, Path], cli_env: dict[s
 def test_show_unknown_key(cli_env: dict[str, str]) -> None:
     p = ml(cli_env, "show", "nothing-0123456789", "--json")
     assert p.returncode == 1 and "no media with key" in p.stderr
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not CONTRACT.exists(), reason="../shared/contract/check.py is not beside this checkout")
-def test_contract_shapes(samples: dict[str, Path], cli_env: dict[str, str]) -> None:
-    files = [str(samples[n]) for n in ("talk.mp4", "speech.mp3", "astronaut.png")]
-    p = subprocess.run(
-        [sys.executable, str(CONTRACT), *files, "--ml", str(MEDIALENS)],
-        cwd=ROOT,
-        env=cli_env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert p.returncode == 0, p.stdout + p.stderr
-    assert "contract holds for 3 file(s)" in p.stdout

@@ -66,3 +66,11 @@ def test_astronaut_across_media_keeps_the_name_the_user_gives(
     assert split_off not in merged and merged[pid]["appearances"] == named["appearances"]
     assert merged[pid]["name"] == "Eileen"
     assert ml(cli_env, "people", "show", "p-nobody").returncode == 1
+
+    # a decision about a person that does not exist is refused before it reaches the decision log
+    log = Path(cli_env["MEDIALENS_HOME"]) / "store" / "person_dossiers" / "decisions.jsonl"
+    before = log.read_bytes()
+    assert ml(cli_env, "people", "name", "p-nobody", "Ghost").returncode == 1
+    refused = ml(cli_env, "people", "merge", pid, "p-nobody")
+    assert refused.returncode == 1 and "p-nobody" in refused.stderr
+    assert log.read_bytes() == before
