@@ -483,10 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate sample media and analyse them (what `make demo` runs)")
     d.set_defaults(func=cmd_demo)
 
-    # operations verbs: each module adds its own parser (media_assets/health.py, backup.py)
-    from media_assets import backup, health
+    # operations verbs: each module adds its own parser (media_assets/health.py, stats.py, backup.py)
+    from media_assets import backup, health, stats
 
-    for verb in (health, backup):
+    for verb in (health, stats, backup):
         verb.register(sub)
     return p
 

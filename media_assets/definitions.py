@@ -1,8 +1,9 @@
-"""The medialens code location: assets, the analysis job, sensors and resources."""
+"""The medialens code location: assets, their checks, the analysis job, sensors and resources."""
 
 from dagster import Definitions
 
 from media_assets.audio import audio_track
+from media_assets.checks import MEDIA_CHECKS
 from media_assets.config import Paths
 from media_assets.faces import faces
 from media_assets.frames import keyframes
@@ -36,6 +37,7 @@ defs = Definitions(
         search_index,
         person_dossiers,
     ],
+    asset_checks=MEDIA_CHECKS,
     jobs=[analyse_media_job],
     sensors=[media_upload_sensor, failed_batch_sensor, stale_model_sensor],
     resources=build_resources(Paths.from_env()),

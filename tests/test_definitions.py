@@ -1,4 +1,4 @@
-"""The code location loads, and its asset graph is what DESIGN.md says (a snapshot)."""
+"""The code location loads, and its asset graph is what docs/design.md says (a snapshot)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ EXPECTED_GRAPH = {
     "search_index": {"transcript", "ocr_text", "tags", "summary"},
 }
 LIBRARY_GRAPH = {"person_dossiers": {"faces"}}  # unpartitioned: over every media
+# media_assets/checks.py: asset -> its checks (none blocking, all in the analysis job)
+EXPECTED_CHECKS = {
+    "keyframes": {"video_has_keyframes"},
+    "transcript": {"audible_speech_is_transcribed"},
+    "search_index": {"vectors_match_index"},
+    "faces": {"faces_have_embeddings"},
+}
 
 
 def test_asset_graph_snapshot() -> None:
@@ -54,6 +61,19 @@ def test_job_sensor_and_resources() -> None:
     assert sensor.job_name == "analyse_media"
     assert sensor.default_status.value == "RUNNING"
     assert {"store", "manifests", "inbox", "qdrant", "models", "inference_cache"} <= set(defs.resources or {})
+
+
+def test_asset_checks_snapshot() -> None:
+    from media_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    checks: dict[str, set[str]] = {}
+    for key in graph.asset_check_keys:
+        checks.setdefault(key.asset_key.to_user_string(), set()).add(key.name)
+        assert not graph.get_check_spec(key).blocking, key  # a failed check never stops a run
+    assert checks == EXPECTED_CHECKS
+    job = defs.resolve_job_def("analyse_media")
+    assert set(job.asset_layer.asset_graph.asset_check_keys) == set(graph.asset_check_keys)
 
 
 @pytest.mark.slow
