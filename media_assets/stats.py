@@ -24,14 +24,14 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
-
-from dagster import AssetKey, DagsterEventType, DagsterInstance, RunsFilter
-from dagster._core.event_api import AssetRecordsFilter
+from typing import TYPE_CHECKING, Any
 
 from media_assets.config import Paths
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
-from resources.store import MediaStore
+
+if TYPE_CHECKING:  # Dagster is imported when stats are collected, not when the CLI builds its parser
+    from dagster import AssetKey, DagsterInstance
+
+    from resources.store import MediaStore
 
 KINDS = ("video", "image", "audio")
 # The graph's order, for tables; assets not listed (added later) follow by name.
@@ -56,6 +56,8 @@ _CHUNK = 500
 # -- media and store -------------------------------------------------------------------------------
 def media_keys(instance: DagsterInstance, store: MediaStore) -> list[str]:
     """Registered partitions plus every key the store holds a media_file manifest for."""
+    from media_assets.partitions import MEDIA_PARTITIONS_NAME
+
     keys = dict.fromkeys(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
     folder = store.path / "manifests" / "media_file"
     if folder.is_dir():
@@ -118,6 +120,9 @@ def _number(metadata: dict[str, Any], key: str) -> float | None:
 
 def latest_metadata(instance: DagsterInstance, asset_key: AssetKey) -> dict[str, dict[str, Any]]:
     """Partition -> metadata of its latest materialisation (chunked queries, as staleness.py)."""
+    from dagster import DagsterEventType
+    from dagster._core.event_api import AssetRecordsFilter
+
     latest = instance.get_latest_storage_id_by_partition(asset_key, DagsterEventType.ASSET_MATERIALIZATION)
     by_storage = {sid: part for part, sid in latest.items()}
     out: dict[str, dict[str, Any]] = {}
@@ -144,6 +149,8 @@ def _ratio(num: float, den: float) -> float | None:
 
 def asset_totals(instance: DagsterInstance, media: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per asset that has materialisations."""
+    from dagster import AssetKey
+
     rows = []
     names = [k.to_user_string() for k in instance.get_asset_keys()]
     for name in _ordered(names):
@@ -183,6 +190,8 @@ def run_throughput(instance: DagsterInstance, media: dict[str, dict[str, Any]], 
     """The last `last` runs (of any job): status, wall time, partitions, media seconds per wall
     second, and per asset the seconds its steps took in them. The totals' throughput counts the
     finished runs that analysed media partitions (not e.g. the library-wide person_dossiers)."""
+    from dagster import DagsterEventType, RunsFilter
+
     records = instance.get_run_records(filters=RunsFilter(), limit=last) if last > 0 else []
     recent: list[dict[str, Any]] = []
     steps: dict[str, dict[str, float]] = {}
@@ -248,6 +257,8 @@ def run_throughput(instance: DagsterInstance, media: dict[str, dict[str, Any]], 
 # -- the whole picture -----------------------------------------------------------------------------
 def collect(paths: Paths, instance: DagsterInstance, runs: int = 20) -> dict[str, Any]:
     """Everything `medialens stats --json` prints."""
+    from resources.store import MediaStore
+
     store = MediaStore(root=str(paths.store))
     keys = media_keys(instance, store)
     media = media_facts(store, keys)
