@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages medialens needs, only when something is missing (idempotent, fast).
 set -euo pipefail
-pkgs=(ffmpeg espeak-ng opencv-doc fonts-dejavu-core redis-server)
+# postgresql: the server for tests/postgres_server.py and, through its dependencies, the client
+# (pg_dump, pg_restore, psql) that `medialens backup`/`restore` run for a Postgres instance
+pkgs=(ffmpeg espeak-ng opencv-doc fonts-dejavu-core redis-server postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -42,10 +42,16 @@ event logs) are rewritten to the new one; dagster.yaml is written for the new DA
 that were in progress at backup time end FAILURE in the restored instance (what they had finished
 is restored and `stale` lists the rest).
 
-Qdrant servers (QDRANT_URL) and Postgres instances are handled (snapshot API, pg_dump/pg_restore)
-but only the embedded Qdrant and sqlite instances are tested here. A Postgres snapshot is restored
-into the (empty) database the backed-up dagster.yaml names, with this environment's DAGSTER_PG_*
-values, and its manifests are not checked against the instance (the check reads sqlite copies).
+A Postgres instance (deploy/dagster.yaml; tests/media_assets/test_postgres_ops.py against a real
+server) is copied with `pg_dump --format=custom` under an exported snapshot, and the manifest check
+above reads partitions and recorded versions with SQL in that same snapshot, so it sees exactly what
+the dump holds. The password goes to pg_dump/pg_restore in PGPASSWORD, never on a command line.
+It is restored with pg_restore into the database DAGSTER_HOME's own dagster.yaml names when that
+file configures Postgres (the file is kept), else into the one the backed-up dagster.yaml names
+(env values such as DAGSTER_PG_DB from this environment); that database must hold no tables (exit 2
+otherwise), and the old home's paths are rewritten in its text columns. A sqlite snapshot is not
+restored into a home configured for Postgres (no migration between the two). Qdrant servers
+(QDRANT_URL) are handled through their snapshot API, untested here (no server).
 The sqlite files are looked for under DAGSTER_HOME (every medialens dagster.yaml has base_dir =
 DAGSTER_HOME); the embedded Qdrant points carry no paths, so they are restored as they are.
 """
@@ -70,7 +76,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlencode, urlsplit, urlunsplit
 
 import yaml
 
@@ -255,23 +261,71 @@ def _resolve(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def postgres_url(home: Path) -> str | None:
-    """The URL of a Postgres instance configured in `home`/dagster.yaml; None for sqlite."""
-    config = home / "dagster.yaml"
+@dataclass(frozen=True)
+class PgConnection:
+    """Where a Postgres instance lives, for libpq tools (pg_dump, pg_restore) and psycopg2: `url` is a
+    plain `postgresql://` URL without the password (the SQLAlchemy driver suffix dropped, so
+    `postgresql+psycopg2://` works too); the password goes in PGPASSWORD, never on a command line."""
+
+    url: str
+    password: str = ""
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        return env
+
+    def connect(self) -> Any:
+        try:
+            import psycopg2
+        except ImportError:
+            raise BackupError(
+                "the Dagster instance is on Postgres and psycopg2 is not installed (pip install dagster-postgres)"
+            ) from None
+        kwargs = {"password": self.password} if self.password else {}
+        try:
+            return psycopg2.connect(self.url, connect_timeout=10, **kwargs)
+        except psycopg2.Error as exc:
+            raise BackupError(f"Postgres at {self.where()} unreachable: {str(exc).strip()}") from None
+
+    def where(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+def _pg_from_url(raw: str) -> PgConnection:
+    parts = urlsplit(raw)
+    scheme = parts.scheme.split("+", 1)[0]  # postgresql+psycopg2 -> postgresql
+    if scheme not in ("postgresql", "postgres"):
+        raise BackupError(f"postgres_url {scheme}://... is not a Postgres URL")
+    password = unquote(parts.password or "")
+    netloc = parts.netloc.rpartition("@")[2]
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return PgConnection(urlunsplit(("postgresql", netloc, parts.path, parts.query, "")), password)
+
+
+def postgres_config(config: Path) -> PgConnection | None:
+    """The Postgres instance a dagster.yaml configures (run, event log or schedule storage, the same
+    keys as dagster-postgres, env values from this environment); None for any other storage."""
     if not config.exists():
         return None
     data = yaml.safe_load(config.read_text()) or {}
-    for section in ("storage", "run_storage", "event_log_storage"):
+    for section in ("storage", "run_storage", "event_log_storage", "schedule_storage"):
         block = (data.get(section) or {}).get("postgres")
         if not isinstance(block, dict):
             continue
         if block.get("postgres_url"):
-            return _resolve(block["postgres_url"])
+            return _pg_from_url(_resolve(block["postgres_url"]))
         db = block.get("postgres_db") or {}
-        user, password = quote(_resolve(db.get("username"))), quote(_resolve(db.get("password")))
-        host, port, name = _resolve(db.get("hostname")), _resolve(db.get("port") or 5432), _resolve(db.get("db_name"))
-        auth = f"{user}:{password}@" if password else f"{user}@"
-        return f"postgresql://{auth}{host}:{port}/{name}"
+        user = quote(_resolve(db.get("username")), safe="")
+        host, port = _resolve(db.get("hostname")), _resolve(db.get("port") or 5432)
+        name = quote(_resolve(db.get("db_name")), safe="")
+        params = {str(k): _resolve(v) for k, v in (db.get("params") or {}).items()}
+        query = f"?{urlencode(params, quote_via=quote)}" if params else ""
+        host = f"[{host}]" if ":" in host else host
+        return PgConnection(f"postgresql://{user}@{host}:{port}/{name}{query}", _resolve(db.get("password")))
     return None
 
 
@@ -318,6 +372,9 @@ class Backup:
         self.previous: dict[str, dict[str, Any]] = {e["path"]: e for e in (previous or {}).get("files", [])}
         self.info: dict[str, Any] = {}
         self.left_out: list[str] = []
+        self.pg: PgConnection | None = None
+        # a Postgres instance as its dump holds it: partitions, asset -> partition -> code version
+        self.pg_view: tuple[list[str], dict[str, dict[str, str | None]]] | None = None
 
     # one file of the live library
     def add_file(self, rel: str, path: Path, reuse: bool = True) -> None:
@@ -361,7 +418,7 @@ class Backup:
     def instance(self) -> None:
         home = self.dagster_home
         self.info["dagster_home"] = str(home)
-        pg = postgres_url(home)
+        pg = postgres_config(home / "dagster.yaml")
         if pg is not None:
             self.postgres(pg)
             return
@@ -395,7 +452,7 @@ class Backup:
                 self.add_file(f"dagster/{rel}", p)
         shutil.rmtree(scratch, ignore_errors=True)
 
-    def postgres(self, url: str) -> None:
+    def postgres(self, pg: PgConnection) -> None:
         self.info["instance"] = "postgres"
         pg_dump = shutil.which("pg_dump")
         if pg_dump is None:
@@ -403,18 +460,33 @@ class Backup:
                 "the Dagster instance is on Postgres and pg_dump is not installed (apt-get install "
                 "postgresql-client); nothing was backed up"
             )
-        self.progress.start("Dagster instance (pg_dump)")
+        self.progress.start(f"Dagster instance (pg_dump of {pg.where()})")
+        self.pg = pg
         dump = self.objects.tmp / "dagster.pgdump"
         self.objects.tmp.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run([pg_dump, "--format=custom", f"--file={dump}", f"--dbname={url}"],
-                              capture_output=True, text=True)  # fmt: skip
-        if done.returncode != 0:
-            raise BackupError(f"pg_dump failed: {done.stderr.strip()}")
+        # one exported snapshot for the dump and for what the consistency check reads of the instance
+        con = pg.connect()
+        try:
+            con.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            with con.cursor() as cur:
+                cur.execute("SELECT pg_export_snapshot()")
+                snapshot = str(cur.fetchone()[0])
+                done = subprocess.run([pg_dump, "--format=custom", f"--snapshot={snapshot}", f"--file={dump}",
+                                       f"--dbname={pg.url}"], capture_output=True, text=True, env=pg.env())  # fmt: skip
+                if done.returncode != 0:
+                    raise BackupError(f"pg_dump of {pg.where()} failed: {done.stderr.strip()}")
+                self.pg_view = _pg_instance_view(cur)
+        finally:
+            con.close()
         with open(dump, "rb") as fh:
             self.add_stream("postgres/dagster.pgdump", fh.read)
         dump.unlink()
-        config = self.dagster_home / "dagster.yaml"
-        self.add_file("dagster/dagster.yaml", config)
+        home = self.dagster_home  # dagster.yaml and the rest (compute logs), without sqlite leftovers
+        for p in sorted(home.rglob("*")):
+            rel = p.relative_to(home)
+            if p.suffix == ".db" or p.name.endswith(SQLITE_SIDE_FILES) or any(s.startswith(".") for s in rel.parts):
+                continue
+            self.add_file(f"dagster/{rel.as_posix()}", p)
 
     # Qdrant
     def qdrant(self) -> None:
@@ -505,19 +577,23 @@ class Backup:
     def check(self) -> list[str]:
         """Leave out manifests the instance copy does not back; returns the partitions of the instance
         copy (for the forget check)."""
-        if self.info.get("instance") != "sqlite" or "dagster/history/runs.db" not in self.entries:
+        if self.info.get("instance") == "postgres" and self.pg_view is not None:
+            partitions, everything = self.pg_view
+            recorded = {a: everything.get(a, {}) for a in self._manifest_assets()}
+        elif self.info.get("instance") != "sqlite" or "dagster/history/runs.db" not in self.entries:
             return []
-        self.objects.tmp.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix="instance-", dir=self.objects.tmp))
-        for rel, e in self.entries.items():
-            if rel.startswith("dagster/") and rel.endswith(".db"):
-                dest = scratch / rel.removeprefix("dagster/")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.objects.path(e.sha256), dest)
-        try:
-            partitions, recorded = _recorded(scratch, self._manifest_assets())
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            self.objects.tmp.mkdir(parents=True, exist_ok=True)
+            scratch = Path(tempfile.mkdtemp(prefix="instance-", dir=self.objects.tmp))
+            for rel, e in self.entries.items():
+                if rel.startswith("dagster/") and rel.endswith(".db"):
+                    dest = scratch / rel.removeprefix("dagster/")
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(self.objects.path(e.sha256), dest)
+            try:
+                partitions, recorded = _recorded(scratch, self._manifest_assets())
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
         present = {rel.removeprefix("store/") for rel in self.entries if rel.startswith("store/")}
         store_prefix = str(self.paths.store) + "/"
         for rel in [r for r in self.entries if r.startswith("store/manifests/")]:
@@ -599,6 +675,49 @@ def _recorded(base: Path, assets: list[str]) -> tuple[list[str], dict[str, dict[
     return partitions, recorded
 
 
+def _pg_instance_view(cur: Any) -> tuple[list[str], dict[str, dict[str, str | None]]]:
+    """The media partitions and, per asset, each partition's code version of its latest
+    materialisation, read with SQL from Dagster's Postgres tables (dynamic_partitions, event_logs)
+    in the cursor's transaction: the snapshot pg_dump copied. The same answer as _recorded() gives
+    for a sqlite copy (staleness.recorded_versions: the highest event id per asset and partition)."""
+    from dagster import AssetKey
+    from dagster._core.events.log import EventLogEntry
+    from dagster._serdes import deserialize_value
+
+    from media_assets.partitions import MEDIA_PARTITIONS_NAME
+    from media_assets.staleness import CODE_VERSION_TAG
+
+    cur.execute("SELECT partition FROM dynamic_partitions WHERE partitions_def_name = %s", (MEDIA_PARTITIONS_NAME,))
+    partitions = [str(r[0]) for r in cur.fetchall()]
+    cur.execute(
+        "SELECT DISTINCT ON (asset_key, partition) asset_key, partition, event FROM event_logs "
+        "WHERE dagster_event_type = 'ASSET_MATERIALIZATION' AND partition IS NOT NULL "
+        "ORDER BY asset_key, partition, id DESC"
+    )
+    recorded: dict[str, dict[str, str | None]] = {}
+    for key_text, partition, event in cur.fetchall():
+        key = AssetKey.from_db_string(key_text)
+        if key is None:
+            continue
+        entry = deserialize_value(event, EventLogEntry)
+        recorded.setdefault(key.to_user_string(), {})[partition] = (entry.tags or {}).get(CODE_VERSION_TAG)
+    return partitions, recorded
+
+
+def _live_partitions_pg(pg: PgConnection) -> set[str]:
+    from media_assets.partitions import MEDIA_PARTITIONS_NAME
+
+    con = pg.connect()
+    try:
+        with con.cursor() as cur:
+            cur.execute(
+                "SELECT partition FROM dynamic_partitions WHERE partitions_def_name = %s", (MEDIA_PARTITIONS_NAME,)
+            )
+            return {str(r[0]) for r in cur.fetchall()}
+    finally:
+        con.close()
+
+
 def _live_partitions(dagster_home: Path) -> set[str] | None:
     db = dagster_home / "history" / "runs" / "index.db"
     if not db.exists():
@@ -676,7 +795,7 @@ def backup(root: Path, paths: Paths, progress: Progress, attempts: int = 3) -> d
                 b.store()
                 b.config()
                 partitions = b.check()
-                live = _live_partitions(b.dagster_home)
+                live = _live_partitions(b.dagster_home) if b.pg is None else _live_partitions_pg(b.pg)
                 gone = sorted(set(partitions) - live) if live is not None else []
                 if gone and attempt < attempts:
                     progress.say(f"backup: {', '.join(gone)} forgotten during the backup: starting over")
@@ -701,9 +820,21 @@ def _has_entries(folder: Path) -> bool:
     return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
 
 
+def _pg_tables(pg: PgConnection) -> list[str]:
+    """The tables of a Postgres database outside the system schemas."""
+    con = pg.connect()
+    try:
+        with con.cursor() as cur:
+            cur.execute(
+                "SELECT schemaname || '.' || tablename FROM pg_tables "
+                "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1"
+            )
+            return [str(r[0]) for r in cur.fetchall()]
+    finally:
+        con.close()
+
+
 def _instance_holds_data(home: Path) -> bool:
-    if postgres_url(home) is not None:
-        return False  # cannot be told from here: pg_restore fails on a database that holds tables
     for db, table in (("history/runs.db", "runs"), ("history/runs/index.db", "dynamic_partitions")):
         if not (home / db).exists():
             continue
@@ -717,7 +848,7 @@ def _instance_holds_data(home: Path) -> bool:
     return False
 
 
-def _refuse_non_empty(paths: Paths, dagster_home: Path) -> None:
+def _refuse_non_empty(paths: Paths, dagster_home: Path, pg: PgConnection | None = None) -> None:
     for marker in (paths.home / RESTORE_MARKER, dagster_home / RESTORE_MARKER):
         if marker.exists():
             raise RestoreRefused(
@@ -728,7 +859,15 @@ def _refuse_non_empty(paths: Paths, dagster_home: Path) -> None:
         raise RestoreRefused(f"{paths.store} already holds a store: restore only into an empty MEDIALENS_HOME")
     if _has_entries(paths.qdrant):
         raise RestoreRefused(f"{paths.qdrant} already holds Qdrant data: restore only into an empty MEDIALENS_HOME")
-    if dagster_home.is_dir() and _instance_holds_data(dagster_home):
+    if pg is not None:
+        tables = _pg_tables(pg)
+        if tables:
+            raise RestoreRefused(
+                f"the Postgres database {pg.where()} the restored instance would use already holds "
+                f"{len(tables)} tables ({', '.join(tables[:3])}{', ...' if len(tables) > 3 else ''}): restore only "
+                "into an empty database (createdb a new one and name it in DAGSTER_HOME's dagster.yaml)"
+            )
+    elif dagster_home.is_dir() and _instance_holds_data(dagster_home):
         raise RestoreRefused(
             f"the Dagster instance at {dagster_home} already holds runs or media: restore only into an empty "
             "DAGSTER_HOME"
@@ -822,7 +961,8 @@ def restore(root: Path, paths: Paths, progress: Progress) -> dict[str, Any]:
     if snapshot.get("format") != FORMAT:
         raise BackupError(f"{root}: snapshot format {snapshot.get('format')} is not {FORMAT}")
     dagster_home = dagster_home_of(paths)
-    _refuse_non_empty(paths, dagster_home)
+    pg, keep_yaml = _restore_target(root, snapshot, dagster_home)
+    _refuse_non_empty(paths, dagster_home, pg)
     from media_assets.headless import earlier_instance_yamls, instance_yaml
 
     qdrant = _qdrant_resource()
@@ -875,7 +1015,9 @@ def restore(root: Path, paths: Paths, progress: Progress) -> dict[str, Any]:
 
         # dagster.yaml for this DAGSTER_HOME
         staged_yaml = stage_dagster / "dagster.yaml"
-        if staged_yaml.exists():
+        if keep_yaml:  # the Postgres instance this DAGSTER_HOME's own dagster.yaml names
+            staged_yaml.unlink(missing_ok=True)
+        elif staged_yaml.exists():
             text = staged_yaml.read_text()
             old_path = Path(old_dagster) if old_dagster else dagster_home
             if text == instance_yaml(old_path) or text in earlier_instance_yamls(old_path):
@@ -910,7 +1052,11 @@ def restore(root: Path, paths: Paths, progress: Progress) -> dict[str, Any]:
             elif paths.config_file.read_bytes() != config.read_bytes():
                 progress.say(f"restore: {paths.config_file} differs from the backed-up settings; kept as it is")
         if pg_dump is not None:
-            _pg_restore(stage_dagster if (stage_dagster / "dagster.yaml").exists() else dagster_home, pg_dump)
+            if pg is None:
+                raise BackupError("the snapshot holds a Postgres dump but no Postgres instance to restore it into")
+            _pg_restore(pg, pg_dump)
+            progress.start(f"rewriting paths in the Postgres database {pg.where()}")
+            _rewrite_postgres(pg, moves)
         if stage_dagster.is_dir():
             for side in [p for p in dagster_home.rglob("*") if p.is_file() and stage_dagster not in p.parents]:
                 if side.suffix == ".db" or side.name.endswith(SQLITE_SIDE_FILES):
@@ -958,19 +1104,71 @@ def _upload_qdrant_snapshot(qdrant: Any, name: str, file: Path) -> None:
         raise BackupError(f"Qdrant server at {url}: recovering collection {name!r} failed: {resp.text[:300]}")
 
 
-def _pg_restore(config_dir: Path, dump: Path) -> None:
-    """Load a pg_dump into the instance's Postgres database, which must be empty (its connection from
-    the backed-up dagster.yaml, with this environment's DAGSTER_PG_* values). Untested here: no Postgres."""
-    url = postgres_url(config_dir)
-    if url is None:
-        raise BackupError(f"the snapshot holds a Postgres instance but {config_dir}/dagster.yaml configures none")
+def _restore_target(root: Path, snapshot: dict[str, Any], dagster_home: Path) -> tuple[PgConnection | None, bool]:
+    """The Postgres database a restore loads the snapshot's dump into, and whether DAGSTER_HOME's own
+    dagster.yaml names it (then that file is kept): DAGSTER_HOME's dagster.yaml when it configures
+    Postgres, else the backed-up one (its env values from this environment). (None, False) for a
+    sqlite snapshot; a sqlite snapshot into a home configured for Postgres is refused."""
+    target = postgres_config(dagster_home / "dagster.yaml")
+    if snapshot.get("instance") != "postgres":
+        if target is not None and snapshot.get("instance") == "sqlite":
+            raise BackupError(
+                f"the snapshot holds a sqlite instance but {dagster_home}/dagster.yaml configures Postgres "
+                f"({target.where()}): restore into a DAGSTER_HOME without a dagster.yaml"
+            )
+        return None, False
+    if target is not None:
+        return target, True
+    saved = [e for e in snapshot["files"] if e["path"] == "dagster/dagster.yaml"]
+    if not saved:
+        raise BackupError(
+            f"the snapshot holds a Postgres instance but no dagster.yaml: put one naming an empty database "
+            f"into {dagster_home}"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        _copy_verified(Objects(root), saved[0], Path(tmp) / "dagster.yaml")
+        backed_up = postgres_config(Path(tmp) / "dagster.yaml")
+    if backed_up is None:
+        raise BackupError("the snapshot holds a Postgres dump but its dagster.yaml configures no Postgres storage")
+    return backed_up, False
+
+
+def _pg_restore(pg: PgConnection, dump: Path) -> None:
+    """Load a pg_dump into the (empty, checked before) Postgres database of the restored instance."""
     tool = shutil.which("pg_restore")
     if tool is None:
         raise BackupError("pg_restore is not installed (apt-get install postgresql-client)")
-    done = subprocess.run([tool, "--no-owner", "--exit-on-error", f"--dbname={url}", str(dump)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run([tool, "--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction",
+                           f"--dbname={pg.url}", str(dump)], capture_output=True, text=True, env=pg.env())  # fmt: skip
     if done.returncode != 0:
-        raise BackupError(f"pg_restore failed (the database must be empty): {done.stderr.strip()}")
+        raise BackupError(f"pg_restore into {pg.where()} failed: {done.stderr.strip()}")
+
+
+def _rewrite_postgres(pg: PgConnection, moves: list[tuple[str, str]]) -> None:
+    """The old home's paths in every text column of the restored database, as _rewrite_sqlite does."""
+    if not moves:
+        return
+    from psycopg2 import sql
+
+    con = pg.connect()
+    try:
+        with con, con.cursor() as cur:
+            cur.execute(
+                "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') "
+                "AND data_type IN ('text', 'character varying', 'character') ORDER BY 1, 2, 3"
+            )
+            for schema, table, column in cur.fetchall():
+                col = sql.Identifier(column)
+                for old, new in moves:
+                    cur.execute(
+                        sql.SQL("UPDATE {} SET {} = replace({}, %s, %s) WHERE strpos({}, %s) > 0").format(
+                            sql.Identifier(schema, table), col, col, col
+                        ),
+                        (old, new, old),
+                    )
+    finally:
+        con.close()
 
 
 # -- the commands -----------------------------------------------------------------------------------

@@ -7,10 +7,12 @@ answer within `MEDIALENS_HEALTH_TIMEOUT_S` is that check's failure, with the tex
 
 Checks (in this order):
 - `dagster instance`: the CLI's instance (headless.dagster_instance) answers from its run and event
-  storage; the reason says `postgres` when the run storage is Postgres.
+  storage; the reason says `postgres storage at HOST:PORT/DB` when it is Postgres, which is first
+  connected to directly (5 s), so a server that is down fails at once with the driver's reason
+  (e.g. `Connection refused`) instead of Dagster's ~13 s of retries.
 - `daemon`: heartbeats of every daemon the instance needs are fresh when a daemon is expected
   (`MEDIALENS_EXPECT_DAEMON=1`, or any heartbeat was ever recorded; `MEDIALENS_EXPECT_DAEMON=0`
-  says it is not): stale = fail; none expected and none running = warn.
+  says it is not): stale = fail; none expected and none running = ok (the CLI needs none).
 - `sensors`: the stored status of the code location's sensors (stopped = warn for those that are on
   by default; `stale_model_sensor` is off by default and only reported).
 - `redis`: `REDIS_URL` answers PING within a second (not configured = ok).
@@ -20,7 +22,8 @@ Checks (in this order):
   media is a failure; the embedded lock held by another process is a warning naming the holder.
 - `models`: every weight file the current settings load exists, and the shipped ones have their
   known size and sha256 (hashes cached in `$MEDIALENS_HOME/.health/model-sha256.json` by path,
-  size and mtime, so a truncated or replaced file is hashed again).
+  size and mtime, so a truncated or replaced file is hashed again); an optional model that is not
+  installed (the summary LLM of `make llm`) is noted, not a problem.
 - `disk`: free space where the store lives (warn below `MEDIALENS_HEALTH_DISK_WARN_GB` 5 GiB or
   `MEDIALENS_HEALTH_DISK_WARN_PCT` 10 %, fail below `MEDIALENS_HEALTH_DISK_FAIL_GB` 1 GiB).
 - `gpu`: whether a CUDA device is visible and where each model family would run
@@ -207,14 +210,30 @@ class InstanceUnavailable(RuntimeError):
     """The Dagster instance could not be opened; the checks that need it say so and stop."""
 
 
-def _storage_kind() -> str:
-    """`postgres` when DAGSTER_HOME's dagster.yaml configures Postgres storage (so a failure can say
-    so even when the instance cannot be opened), else an empty string."""
+def _postgres(paths: Paths) -> Any:
+    """The Postgres storage the CLI's DAGSTER_HOME configures (media_assets/backup.py PgConnection),
+    None for sqlite or an unreadable dagster.yaml (the instance check itself then says what is wrong)."""
+    from media_assets.backup import dagster_home_of, postgres_config
+
     try:
-        text = (Path(os.environ.get("DAGSTER_HOME", "")) / "dagster.yaml").read_text()
-    except OSError:
-        return ""
-    return "postgres" if "postgres" in text.lower() else ""
+        return postgres_config(dagster_home_of(paths) / "dagster.yaml")
+    except Exception:
+        return None
+
+
+def _postgres_answers(paths: Paths, timeout_s: int = 5) -> None:
+    """Connect once to the Postgres storage DAGSTER_HOME's dagster.yaml names (nothing for sqlite):
+    a server that is down fails at once with the driver's reason, where Dagster would retry for
+    ~13 s and then say only 'too many retries for DB connection'."""
+    pg = _postgres(paths)
+    if pg is None:
+        return
+    try:
+        import psycopg2
+    except ImportError:
+        return  # opening the instance says what is missing (dagster-postgres)
+    kwargs = {"password": pg.password} if pg.password else {}
+    psycopg2.connect(pg.url, connect_timeout=timeout_s, **kwargs).close()
 
 
 class _Instance:
@@ -236,6 +255,7 @@ class _Instance:
                 try:
                     from media_assets.headless import dagster_instance
 
+                    _postgres_answers(self.paths)
                     self._instance = dagster_instance(self.paths)
                 except Exception as exc:
                     self.fail(_describe(exc))
@@ -253,14 +273,17 @@ def check_instance(inst: _Instance) -> Check:
         media = len(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))  # the event log storage answers
     except Exception as exc:
         inst.fail(_describe(exc))
-        kind = _storage_kind()
-        label = f"{kind} storage" if kind else "storage"
+        pg = _postgres(inst.paths)
+        label = f"postgres storage at {pg.where()}" if pg is not None else "storage"
         where = os.environ.get("DAGSTER_HOME", "?")
         return Check("dagster instance", FAIL, f"{label} of DAGSTER_HOME={where} unreachable: {_describe(exc)}")
     lowered = run_storage.lower()
-    kind = "postgres" if "postgres" in lowered else "sqlite" if "sqlite" in lowered else ""
+    if "postgres" in lowered:
+        pg = _postgres(inst.paths)
+        label = f"postgres storage at {pg.where()}" if pg is not None else "postgres storage"
+    else:
+        label = "sqlite storage" if "sqlite" in lowered else f"storage {run_storage}"
     where = os.environ.get("DAGSTER_HOME", "?")
-    label = f"{kind} storage" if kind else f"storage {run_storage}"
     return Check(
         "dagster instance", OK, f"{label} reachable (DAGSTER_HOME={where}): {runs} runs, {media} media partitions"
     )
@@ -290,13 +313,13 @@ def check_daemon(inst: _Instance, env: Mapping[str, str]) -> Check:
     if not stale:
         last = max((h.timestamp for h in heartbeats.values()), default=now)
         return Check("daemon", OK, f"dagster-daemon running: {len(fresh)} daemons, last heartbeat {_ago(now - last)}")
-    if not expected:
+    if not expected:  # the CLI alone needs no daemon: nothing is wrong
         why = "none ever ran against this instance" if not heartbeats else "MEDIALENS_EXPECT_DAEMON=0"
         return Check(
             "daemon",
-            WARN,
-            f"no dagster-daemon running ({why}): sensors, backfills and run retries wait for one (make dev); "
-            "MEDIALENS_EXPECT_DAEMON=1 makes this a failure",
+            OK,
+            f"not running, none expected ({why}): sensors, backfills and run retries need one (make dev); "
+            "MEDIALENS_EXPECT_DAEMON=1 makes its absence a failure",
         )
     parts = []
     for t in stale:
@@ -672,8 +695,8 @@ def check_models(files: Sequence[ModelFile], cache: HashCache, problems: Sequenc
         return Check("models", FAIL, "; ".join(bad + notes))
     extra = f", {unverified} configured files present (no known hash)" if unverified else ""
     text = f"{verified} weight files with their known sha256{extra} ({_gib(size)}; {', '.join(families)})"
-    if notes:
-        return Check("models", WARN, f"{text}; optional: {'; '.join(notes)}")
+    if notes:  # an optional model missing is the documented default (summaries stay extractive)
+        return Check("models", OK, f"{text}; optional, not installed: {'; '.join(notes)}")
     return Check("models", OK, text)
 
 
@@ -787,8 +810,18 @@ def check_gpu(env: Mapping[str, str]) -> Check:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip() or repr(exc)
-    return f"{type(exc).__name__}: {text}"
+    """The error, and what caused it when the error itself does not say (dagster-postgres raises
+    'too many retries for DB connection' from the driver's 'Connection refused')."""
+    text = f"{type(exc).__name__}: {' '.join((str(exc).strip() or repr(exc)).split())}"
+    cause, depth = exc.__cause__, 0
+    while cause is not None and depth < 3:
+        inner = getattr(cause, "orig", None)  # SQLAlchemy wraps the driver's error
+        inner = inner if isinstance(inner, BaseException) else cause
+        said = " ".join(str(inner).split())
+        if said and said not in text:
+            text += f" (from {type(inner).__name__}: {said[:400]})"
+        cause, depth = cause.__cause__, depth + 1
+    return text
 
 
 def _guarded(name: str, fn: Callable[[], Check], timeout_s: float) -> Check:

@@ -75,12 +75,13 @@ def test_analysed_home_is_healthy(analysed: dict[str, Any]) -> None:
     assert set(doc) == {"ok", "checks"} and doc["ok"] is True
     assert [c["name"] for c in doc["checks"]] == NAMES
     assert all(set(c) == {"name", "status", "reason"} and c["reason"] for c in doc["checks"])
-    assert {c["status"] for c in doc["checks"]} <= {"ok", "warn"}, doc
+    # everything ok (a busy machine's disk may warn)
+    assert all(c["status"] == "ok" for c in doc["checks"] if c["name"] != "disk"), doc
     assert (
         "sqlite" in checks["dagster instance"]["reason"]
         and "3 media partitions" in checks["dagster instance"]["reason"]
     )
-    assert checks["daemon"]["status"] == "warn"  # none expected, none running
+    assert checks["daemon"]["status"] == "ok" and "none expected" in checks["daemon"]["reason"]
     assert "media_upload_sensor" in checks["sensors"]["reason"]
     assert checks["redis"] == {"name": "redis", "status": "ok", "reason": checks["redis"]["reason"]}
     assert "not configured" in checks["redis"]["reason"]
@@ -98,7 +99,7 @@ def test_analysed_home_is_healthy(analysed: dict[str, Any]) -> None:
     lines = p.stdout.splitlines()
     assert lines[0].split() == ["status", "check", "reason"]
     assert any(line.startswith("ok") and "qdrant" in line for line in lines)
-    assert any(line.startswith("warn") and "daemon" in line for line in lines)
+    assert any(line.startswith("ok") and "daemon" in line for line in lines)
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +205,8 @@ def test_fresh_home_is_healthy_and_creates_no_qdrant(home: Paths, instance: Any)
     assert list(checks) == NAMES
     assert checks["qdrant"].status == "ok" and "nothing analysed" in checks["qdrant"].reason
     assert not home.qdrant.exists()
-    assert checks["daemon"].status == "warn"
-    assert all(c.status in {"ok", "warn"} for c in checks.values()), checks
+    assert checks["daemon"].status == "ok" and "none expected" in checks["daemon"].reason
+    assert all(c.status == "ok" for n, c in checks.items() if n != "disk"), checks
 
 
 def test_daemon_expected_but_stale_fails(home: Paths, instance: Any) -> None:
@@ -225,7 +226,7 @@ def test_daemon_expected_but_stale_fails(home: Paths, instance: Any) -> None:
     checks = by_name(health.run_checks(home, env={}, instance=instance, models=[]))
     assert checks["daemon"].status == "fail" and "min ago" in checks["daemon"].reason, checks["daemon"]
     checks = by_name(health.run_checks(home, env={"MEDIALENS_EXPECT_DAEMON": "0"}, instance=instance, models=[]))
-    assert checks["daemon"].status == "warn"
+    assert checks["daemon"].status == "ok"
 
 
 def test_cuda_asked_without_gpu_fails(home: Paths) -> None:
