@@ -38,7 +38,8 @@ ALGORITHM_REVISION: dict[str, str] = {
     "transcript": "1",
     "summary": "1",
     # 2: the summary is indexed too
-    "search_index": "2",
+    # 3: transcript points keep their sentences (hits start where the words are)
+    "search_index": "3",
     "person_dossiers": "1",
 }
 

@@ -19,7 +19,8 @@ def search(
     limit: int = 10,
     device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """Ranked moments `{key, source, start, end, text, score}`, best first, one per overlapping spot."""
+    """Ranked moments `{key, source, start, end, text, score}`, best first, one per overlapping spot;
+    a transcript hit spans the sentence that matched best inside its window (the window's text)."""
     from media_assets.search_index import COLLECTION, PARAMS
 
     if not query.strip():
@@ -37,7 +38,9 @@ def search(
         must["partition"] = media
     # overlapping transcript windows collapse in dedupe_hits: ask for more, keep `limit`
     hits = qdrant.search(COLLECTION, vector, limit=limit * 3, must=must or None)
-    return text_search.dedupe_hits((text_search.hit_from_payload(h.payload, h.score) for h in hits), limit=limit)
+    # a transcript hit's time: the sentence of its window nearest the query, not the window's start
+    found = text_search.refine_hits(((h.payload, h.score) for h in hits), vector, embedder)
+    return text_search.dedupe_hits(found, limit=limit)
 
 
 def image_search(

@@ -16,6 +16,13 @@ segments would be found in neither, while whole-transcript chunks blur the time 
 to. Windows of up to 3 segments / 30 s starting at every segment (stride 1, so each fact sits in a
 window together with its neighbours) ranked best on a small moment-search set; `dedupe_hits` then drops
 the overlapping windows that a good query also matches, so the user sees each moment once.
+
+A window is what gets embedded and ranked, but not where a hit should jump to: the sentence that
+matched may be the third of the window. So each transcript point also keeps its window's sentences
+with their times (`Moment.parts`, payload `segments`), and `refine_hits` moves a transcript hit's
+start/end to the sentence nearest the query (one extra embedding batch per search). Sentences are cut
+at word times (a Whisper segment of an audiobook can hold several); without word times a segment is
+one sentence. Points written before `segments` existed keep their window's times.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -153,6 +161,8 @@ class Moment:
     `source` is "transcript" | "ocr" | "tags" | "summary"; `item` is unique within (media, source) and
     stable across re-runs of the same analysis ("seg-3" = the window starting at transcript segment 3,
     "line-0" = OCR line 0, "tags", "summary"). start/end are seconds, None for media-wide texts.
+    `parts` are a transcript window's sentences as (start, end, text), what a hit's time is narrowed
+    to (see `refine_hits`); () for other sources.
     """
 
     source: str
@@ -160,6 +170,7 @@ class Moment:
     start: float | None
     end: float | None
     text: str
+    parts: tuple[tuple[float | None, float | None, str], ...] = ()
 
     @property
     def point_item(self) -> str:
@@ -167,8 +178,24 @@ class Moment:
         return f"{self.source}:{self.item}"
 
     def payload(self) -> dict[str, Any]:
-        """What the vector store keeps beside the vector (it adds partition and version itself)."""
-        return {"source": self.source, "item": self.item, "start": self.start, "end": self.end, "text": self.text}
+        """What the vector store keeps beside the vector (it adds partition and version itself).
+
+        A transcript window's parts go in as `segments: [[start, end, text], ...]` (times rounded to
+        10 ms); other moments have none."""
+        out: dict[str, Any] = {
+            "source": self.source,
+            "item": self.item,
+            "start": self.start,
+            "end": self.end,
+            "text": self.text,
+        }
+        if self.parts:
+            out["segments"] = [[_round(a), _round(b), t] for a, b, t in self.parts]
+        return out
+
+
+def _round(t: float | None) -> float | None:
+    return None if t is None else round(t, 2)
 
 
 def _seconds(value: Any) -> float | None:
@@ -178,11 +205,65 @@ def _seconds(value: Any) -> float | None:
     return t if math.isfinite(t) else None
 
 
+# A word that ends a sentence: ".", "!", "?", "…" or their CJK forms, maybe followed by a quote or bracket.
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*$")
+
+
+def _timed_words(row: Mapping[str, Any]) -> list[tuple[float, float, str]]:
+    """The row's words with finite times, or [] when it has none (no word timestamps, old rows)."""
+    out = []
+    for w in row.get("words") or ():
+        text = _clean(w.get("word")) if isinstance(w, Mapping) else ""
+        start = _seconds(w.get("start")) if text else None
+        end = _seconds(w.get("end")) if text else None
+        if start is None or end is None:
+            return []  # partly timed: trust the segment's times instead
+        out.append((start, end, text))
+    return out
+
+
+def sentences(rows: Sequence[Mapping[str, Any]]) -> list[tuple[float | None, float | None, str]]:
+    """Consecutive transcript rows as sentences (start, end, text), in order.
+
+    With word times, a sentence ends at a word ending in ".", "!" or "?", so a segment holding several
+    sentences gives several, and a sentence Whisper split over two segments gives one; a sentence that
+    is exactly one segment keeps the segment's text, others are its words joined by spaces. A row
+    without word times is one sentence with the row's times (it also ends any sentence open before it).
+    """
+    out: list[tuple[float | None, float | None, str]] = []
+    open_words: list[tuple[float, float, str]] = []
+
+    def close(whole_row: str = "") -> None:
+        if open_words:
+            text = whole_row or " ".join(w[2] for w in open_words)
+            out.append((open_words[0][0], max(w[1] for w in open_words), text))
+            open_words.clear()
+
+    for row in rows:
+        text = _clean(row.get("text"))
+        if not text:
+            continue
+        words = _timed_words(row)
+        if not words:
+            close()
+            out.append((_seconds(row.get("start")), _seconds(row.get("end")), text))
+            continue
+        from_row_start = not open_words
+        for j, w in enumerate(words):
+            open_words.append(w)
+            if _SENTENCE_END.search(w[2]):
+                close(text if from_row_start and j == len(words) - 1 else "")
+                from_row_start = False
+    close()
+    return out
+
+
 def _transcript_moments(rows: Sequence[Mapping[str, Any]], params: TextParams) -> list[Moment]:
     """Windows of neighbouring segments, one starting at every segment, each with at most
     window_segments segments, window_seconds of time and max_chars of text; a window wholly inside
     the previous one (the tail of the transcript) is not repeated. Blank segments are left out but
-    keep their index, so "seg-i" always names row i of the transcript table."""
+    keep their index, so "seg-i" always names row i of the transcript table. Each window's `parts`
+    are its `sentences`."""
     segs = [(i, _clean(r.get("text")), _seconds(r.get("start")), _seconds(r.get("end"))) for i, r in enumerate(rows)]
     segs = [s for s in segs if s[1]]
     out: list[Moment] = []
@@ -208,6 +289,7 @@ def _transcript_moments(rows: Sequence[Mapping[str, Any]], params: TextParams) -
                 start=start,
                 end=max(ends) if ends else None,
                 text=" ".join(s[1] for s in segs[a : b + 1]),
+                parts=tuple(sentences([rows[s[0]] for s in segs[a : b + 1]])),
             )
         )
     return out
@@ -282,6 +364,60 @@ def hit_from_payload(payload: Mapping[str, Any], score: SupportsFloat) -> dict[s
         "text": payload.get("text") or "",
         "score": float(score),
     }
+
+
+def payload_segments(payload: Mapping[str, Any]) -> list[tuple[float | None, float | None, str]]:
+    """A transcript point's sentences (start, end, text); [] for points without any (other sources,
+    points indexed before windows kept them) or a malformed list."""
+    raw = payload.get("segments")
+    if not isinstance(raw, list):
+        return []
+    out = []
+    for item in raw:
+        if not isinstance(item, list | tuple) or len(item) != 3:
+            return []
+        start, end, text = item
+        try:
+            times = (_seconds(start), _seconds(end))
+        except (TypeError, ValueError):
+            return []
+        if _clean(text):
+            out.append((*times, _clean(text)))
+    return out
+
+
+def best_segment(query_vector: np.ndarray, segment_vectors: np.ndarray) -> int:
+    """Index of the row of `segment_vectors` (L2-normalised, one per sentence) nearest the query's
+    (cosine); the first one on a tie."""
+    if len(segment_vectors) == 0:
+        raise ValueError("best_segment: no segments to choose from")
+    return int(np.argmax(np.asarray(segment_vectors) @ np.asarray(query_vector)))
+
+
+def refine_hits(
+    found: Iterable[tuple[Mapping[str, Any], SupportsFloat]],
+    query_vector: np.ndarray,
+    embed: Callable[[Sequence[str]], np.ndarray],
+) -> list[dict[str, Any]]:
+    """Vector-store hits (payload, score) in the contract's shape, each transcript hit's start/end
+    narrowed to the sentence of its window nearest the query: where to jump to, not where the
+    window begins. Score and text stay the window's (its context). `embed` (the `TextEmbedder` that
+    made `query_vector`) runs once, on the distinct sentences of all windows that have more than one;
+    it is not called when none has. Hits without `segments` keep their times."""
+    rows = [(hit_from_payload(payload, score), payload_segments(payload)) for payload, score in found]
+    texts = list(
+        dict.fromkeys(t for hit, segs in rows if hit["source"] == "transcript" and len(segs) > 1 for *_, t in segs)
+    )
+    vectors = dict(zip(texts, embed(texts), strict=True)) if texts else {}
+    out = []
+    for hit, segs in rows:
+        if hit["source"] == "transcript" and segs:
+            i = best_segment(query_vector, np.stack([vectors[t] for *_, t in segs])) if len(segs) > 1 else 0
+            start, end, _ = segs[i]
+            if start is not None and end is not None:
+                hit["start"], hit["end"] = start, end
+        out.append(hit)
+    return out
 
 
 def _overlaps(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -55,9 +55,9 @@ def snapshot(env: dict[str, str]) -> dict[str, Any]:
         if p.is_file() and not SKIP_DIRS & set(p.relative_to(store).parts)
     )
     tables = {f: _rows(store / f) for f in files if f.endswith(".parquet")}
-    from qdrant_client import QdrantClient
+    from resources.edge_client import EdgeClient
 
-    client = QdrantClient(path=str(home / "qdrant"))
+    client = EdgeClient(home / "qdrant")
     try:
         points = {}
         for c in client.get_collections().collections:

@@ -26,6 +26,7 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from qdrant_client import QdrantClient
 
 import resources.qdrant as qdrant_module
+from resources.edge_client import EdgeClient
 from resources.qdrant import Hit, LockHolder, QdrantResource, QdrantUnavailable, VectorPoint, holder_note
 from resources.workers import Worker, hostname, this_worker
 from tests.redis_server import free_port
@@ -143,20 +144,20 @@ def test_bad_input_is_refused_before_anything_is_written(q: QdrantResource) -> N
 def test_a_steps_writes_go_in_one_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = QdrantResource(path=str(tmp_path / "q"))
     opened: list[str] = []
-    real_init = QdrantClient.__init__
+    real_init = EdgeClient.__init__
 
-    def counting_init(self: QdrantClient, *a: object, **kw: object) -> None:
-        opened.append(str(kw.get("path")))
-        real_init(self, *a, **kw)  # type: ignore[arg-type]
+    def counting_init(self: EdgeClient, folder: str | Path, *a: Any) -> None:
+        opened.append(str(folder))
+        real_init(self, folder, *a)
 
-    monkeypatch.setattr(QdrantClient, "__init__", counting_init)
+    monkeypatch.setattr(EdgeClient, "__init__", counting_init)
     with r.partition_writes("faces", 4, distance="Euclid") as writes:
         for i in range(20):
             assert writes.replace(f"m-{i}", "faces", "v1", pts(3)) == 3
         assert not opened  # nothing written while the step works
     assert len(opened) == 1  # the collection created and 20 partitions written in one open
     assert r.count("faces") == 60
-    monkeypatch.setattr(QdrantClient, "__init__", real_init)
+    monkeypatch.setattr(EdgeClient, "__init__", real_init)
     with r.client() as c:
         assert c.get_collection("faces").config.params.vectors.distance.value == "Euclid"  # type: ignore[union-attr]
 
@@ -233,8 +234,8 @@ def test_scroll_payloads_pages_and_limits(q: QdrantResource, monkeypatch: pytest
 # -- the folder lock ------------------------------------------------------------------------------
 def test_the_client_is_closed_after_each_call(q: QdrantResource, tmp_path: Path) -> None:
     q.replace_partition("text", "a-1", "transcript", "v1", pts(2))
-    # Qdrant's own folder lock is free again: a plain client opens it without waiting or failing
-    raw = QdrantClient(path=str(tmp_path / "qdrant"))
+    # the shard's own lock is free again: a plain client opens it without waiting or failing
+    raw = EdgeClient(tmp_path / "qdrant")
     try:
         assert raw.count("text").count == 2
     finally:
@@ -497,20 +498,20 @@ class SignalOnUpsert:
 @pytest.fixture
 def signal_on_upsert(monkeypatch: pytest.MonkeyPatch) -> SignalOnUpsert:
     spy = SignalOnUpsert()
-    real_upsert, real_delete = QdrantClient.upsert, QdrantClient.delete
+    real_upsert, real_delete = EdgeClient.upsert, EdgeClient.delete
 
-    def upsert(self: QdrantClient, collection_name: str, points: Any, **kw: Any) -> Any:
+    def upsert(self: EdgeClient, collection_name: str, points: Any, **kw: Any) -> Any:
         spy.calls.append(f"upsert {points[0].payload['partition']}")
         if spy.armed and len(spy.calls) == 2:
             signal.raise_signal(signal.SIGINT)
         return real_upsert(self, collection_name, points=points, **kw)
 
-    def delete(self: QdrantClient, collection_name: str, **kw: Any) -> Any:
+    def delete(self: EdgeClient, collection_name: str, **kw: Any) -> Any:
         spy.calls.append("delete")
         return real_delete(self, collection_name, **kw)
 
-    monkeypatch.setattr(QdrantClient, "upsert", upsert)
-    monkeypatch.setattr(QdrantClient, "delete", delete)
+    monkeypatch.setattr(EdgeClient, "upsert", upsert)
+    monkeypatch.setattr(EdgeClient, "delete", delete)
     return spy
 
 
@@ -543,7 +544,7 @@ def test_sigterm_mid_partition_still_replaces_it_whole(tmp_path: Path) -> None:
     r.replace_partition("text", "a-1", "transcript", "v1", pts(120))
     code = (
         "import os, signal, sys\n"
-        "from qdrant_client import QdrantClient\n"
+        "from resources.edge_client import EdgeClient as QdrantClient\n"
         "import resources.qdrant as qm\n"
         "from tests.resources.test_qdrant import pts\n"
         "qm.UPSERT_BATCH = 20\n"

@@ -19,11 +19,15 @@ from media_assets.analysis.text_search import (
     Moment,
     TextEmbedder,
     TextParams,
+    best_segment,
     clip_text,
     dedupe_hits,
     hit_from_payload,
     model_files,
     moments,
+    payload_segments,
+    refine_hits,
+    sentences,
 )
 
 
@@ -150,9 +154,11 @@ class Index:
         self.vectors = embedder([p["text"] for p in self.payloads])
 
     def search(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
-        scores = self.vectors @ self.embedder([query])[0]
-        hits = [hit_from_payload(p, float(s)) for p, s in zip(self.payloads, scores, strict=True)]
-        return dedupe_hits(hits, limit)
+        """What `media_assets.search.search` does with the store's hits: refine, then dedupe."""
+        query_vector = self.embedder([query])[0]
+        scores = self.vectors @ query_vector
+        found = [(p, float(s)) for p, s in zip(self.payloads, scores, strict=True)]
+        return dedupe_hits(refine_hits(found, query_vector, self.embedder), limit)
 
 
 @pytest.fixture(scope="module")
@@ -223,8 +229,12 @@ def test_spoken_words_find_their_segment(index: Index) -> None:
     top = index.search("how many containers can one crane lift per hour")[0]
     assert top["key"] == "harbour-talk-0a1b2c3d4e" and top["source"] == "transcript", top
     assert covers(top, HARBOUR[4]) and "forty containers per hour" in top["text"]
-    top = index.search("toast the rice in the pan")[0]
+    top = index.search("toast the rice")[0]
     assert top["key"] == "risotto-5f6a7b8c9d" and covers(top, COOKING[4]), top
+    # words from two sentences ("Melt ... in a wide pan." "Now add the arborio rice and toast it"):
+    # the hit jumps to one of them, the pan's (a near tie) being the earlier
+    top = index.search("toast the rice in the pan")[0]
+    assert top["key"] == "risotto-5f6a7b8c9d" and (covers(top, COOKING[3]) or covers(top, COOKING[4])), top
 
 
 def test_german_queries_find_english_speech(index: Index) -> None:
@@ -276,6 +286,20 @@ def test_overlapping_windows_are_one_hit(index: Index) -> None:
     for i, a in enumerate(spoken):
         for b in spoken[i + 1 :]:
             assert a["end"] <= b["start"] or b["end"] <= a["start"], (a, b)
+
+
+def test_transcript_hit_spans_the_sentence_that_matched(index: Index) -> None:
+    # Every window holding "forty containers per hour" (segments 2..4, 3..5, 4..6) jumps to that one
+    # segment, not to the start of its window, and they collapse into one hit.
+    hits = index.search("how many containers can one crane lift per hour", limit=10)
+    top = hits[0]
+    assert (top["key"], top["source"]) == ("harbour-talk-0a1b2c3d4e", "transcript"), top
+    assert (top["start"], top["end"]) == (HARBOUR[4]["start"], HARBOUR[4]["end"]), top
+    assert "forty containers per hour" in top["text"]  # the window's text: context around the sentence
+    same = [h for h in hits if h["key"] == top["key"] and h["source"] == "transcript" and h["start"] == top["start"]]
+    assert len(same) == 1, hits
+    top = index.search("The referee points to the spot for a penalty")[0]
+    assert (top["key"], top["start"], top["end"]) == ("derby-e1f2a3b4c5", FOOTBALL[8]["start"], FOOTBALL[8]["end"])
 
 
 def test_speed(embedder: TextEmbedder) -> None:
@@ -415,3 +439,143 @@ def test_dedupe_hits() -> None:
     ]
     assert len(dedupe_hits(hits, limit=2)) == 2
     assert dedupe_hits([]) == []
+
+
+# --- the moment inside a transcript window ----------------------------------------------------------
+
+
+def timed(start: float, text: str, step: float = 0.5) -> dict[str, Any]:
+    """A transcript row with word times as Whisper writes them (words stripped, `step` s each)."""
+    words = [
+        {"start": start + step * i, "end": start + step * (i + 1) - 0.1, "word": w, "probability": 0.9}
+        for i, w in enumerate(text.split())
+    ]
+    return {"start": start, "end": words[-1]["end"], "text": " " + text, "words": words}
+
+
+def test_sentences_cut_at_word_times() -> None:
+    rows = [
+        timed(0.0, "Once upon a time. There was a miller."),  # two sentences in one segment
+        timed(5.0, "He was cold -hearted and"),  # one sentence over two segments
+        timed(8.0, "selfish. Nobody liked him."),
+        {"start": 12.0, "end": 14.0, "text": " No word times here.", "words": []},
+        timed(15.0, "He was cold-hearted, and selfish."),  # exactly one segment: its own text
+        timed(20.0, "It trails off"),  # no final full stop: still a sentence
+    ]
+    assert sentences(rows) == [
+        (0.0, 1.9, "Once upon a time."),
+        (2.0, 3.9, "There was a miller."),
+        (5.0, 8.4, "He was cold -hearted and selfish."),
+        (8.5, 9.9, "Nobody liked him."),
+        (12.0, 14.0, "No word times here."),
+        (15.0, 17.4, "He was cold-hearted, and selfish."),
+        (20.0, 21.4, "It trails off"),
+    ]
+    # "?", "!" and a closing quote end a sentence as well
+    assert [t for *_, t in sentences([timed(0.0, 'Why? Stop! He said "go." Then')])] == [
+        "Why?",
+        "Stop!",
+        'He said "go."',
+        "Then",
+    ]
+    # words without times (or some of them) fall back to the segment
+    bad = {"start": 1.0, "end": 2.0, "text": "A. B.", "words": [{"start": None, "end": 1.5, "word": "A."}]}
+    assert sentences([bad, {"start": 3.0, "end": 4.0, "text": "  "}]) == [(1.0, 2.0, "A. B.")]
+    assert sentences([]) == []
+
+
+def test_transcript_window_payload_keeps_its_sentences() -> None:
+    rows = [timed(0.0, "First one. Second one."), timed(3.004, "Third one."), timed(5.0, "Fourth one.")]
+    ms = moments(rows, [{"text": "Slide", "first_t": 0.0, "last_t": 2.0}], None, None)
+    window = ms[0]
+    assert (window.item, window.start, window.text) == ("seg-0", 0.0, "First one. Second one. Third one. Fourth one.")
+    assert window.payload()["segments"] == [
+        [0.0, 0.9, "First one."],
+        [1.0, 1.9, "Second one."],
+        [3.0, 3.9, "Third one."],  # rounded to 10 ms
+        [5.0, 5.9, "Fourth one."],
+    ]
+    ocr = ms[-1]
+    assert ocr.source == "ocr" and "segments" not in ocr.payload()
+    assert payload_segments(window.payload())[1] == (1.0, 1.9, "Second one.")
+
+
+def test_payload_segments_tolerates_old_and_bad_payloads() -> None:
+    assert payload_segments({"text": "indexed before segments existed"}) == []
+    assert payload_segments({"segments": "nope"}) == []
+    assert payload_segments({"segments": [[1.0, 2.0]]}) == []
+    assert payload_segments({"segments": [[1.0, "x", "a"]]}) == []
+    assert payload_segments({"segments": [[None, None, "a"], [1.0, 2.0, "  "]]}) == [(None, None, "a")]
+
+
+def test_best_segment() -> None:
+    query = np.array([1.0, 0.0], np.float32)
+    vectors = np.array([[0.0, 1.0], [0.8, 0.6], [0.6, 0.8]], np.float32)
+    assert best_segment(query, vectors) == 1
+    assert best_segment(query, np.array([[0.6, 0.8], [0.6, 0.8]], np.float32)) == 0  # tie: the first
+    with pytest.raises(ValueError, match="no segments"):
+        best_segment(query, np.zeros((0, 2), np.float32))
+
+
+class FakeEmbedder:
+    """Fixed 2-d vectors by text; records its calls."""
+
+    def __init__(self, vectors: Mapping[str, Sequence[float]]) -> None:
+        self.vectors = vectors
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        return np.array([self.vectors[t] for t in texts], np.float32).reshape(len(texts), 2)
+
+
+def test_refine_hits_moves_transcript_hits_to_their_best_sentence() -> None:
+    def window(start: float, end: float, segs: list[list[Any]] | None) -> dict[str, Any]:
+        payload = {"partition": "book", "source": "transcript", "item": f"seg-{start}", "start": start, "end": end}
+        payload["text"] = " ".join(s[2] for s in segs or [])
+        return {**payload, "segments": segs} if segs is not None else payload
+
+    a, b, c, d = (
+        [0.0, 4.0, "A miller lived here."],
+        [4.5, 8.0, "He was cold and selfish."],
+        [8.5, 12.0, "It rained."],
+        [12.5, 15.0, "The end."],
+    )
+    embed = FakeEmbedder({a[2]: [0.0, 1.0], b[2]: [1.0, 0.0], c[2]: [0.6, 0.8], d[2]: [0.0, 1.0]})
+    found = [
+        (window(0.0, 12.0, [a, b, c]), 0.9),
+        (window(4.5, 15.0, [b, c, d]), 0.8),  # overlapping window: refines to the same sentence
+        (window(8.5, 15.0, [c, d]), 0.5),
+        (window(20.0, 30.0, None), 0.4),  # indexed before segments: the window's times
+        (window(31.0, 33.0, [[31.0, 33.0, "Alone."]]), 0.3),  # one sentence: no embedding needed
+        ({"partition": "book", "source": "ocr", "start": 1.0, "end": 9.0, "text": "A slide"}, 0.2),
+        ({"partition": "book", "source": "tags", "start": None, "end": None, "text": "Tags: x"}, 0.1),
+    ]
+    hits = refine_hits(found, np.array([1.0, 0.0], np.float32), embed)
+    assert [(h["start"], h["end"], h["score"]) for h in hits] == [
+        (4.5, 8.0, 0.9),
+        (4.5, 8.0, 0.8),
+        (8.5, 12.0, 0.5),
+        (20.0, 30.0, 0.4),
+        (31.0, 33.0, 0.3),
+        (1.0, 9.0, 0.2),
+        (None, None, 0.1),
+    ]
+    assert hits[0]["text"] == "A miller lived here. He was cold and selfish. It rained."  # the window's text stays
+    assert set(hits[0]) == {"key", "source", "start", "end", "text", "score"}  # the contract's shape, no more
+    assert embed.calls == [[a[2], b[2], c[2], d[2]]]  # one batch, each sentence once
+    # the two windows that found the same sentence are one moment
+    kept = dedupe_hits(hits)
+    assert [(h["source"], h["start"], h["score"]) for h in kept] == [
+        ("transcript", 4.5, 0.9),
+        ("transcript", 8.5, 0.5),
+        ("transcript", 20.0, 0.4),
+        ("transcript", 31.0, 0.3),
+        ("ocr", 1.0, 0.2),
+        ("tags", None, 0.1),
+    ]
+    # nothing to choose between: the embedder is not called at all
+    embed.calls.clear()
+    assert refine_hits([], np.array([1.0, 0.0]), embed) == [] and embed.calls == []
+    refine_hits(found[3:], np.array([1.0, 0.0]), embed)
+    assert embed.calls == []
