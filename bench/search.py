@@ -1,24 +1,28 @@
 """Search at library scale: latency and recall of `QdrantResource.search` over N synthetic text points.
 
-`medialens search` opens the embedded Qdrant folder (qdrant-client local mode) and scans it, so its
-cost grows with the library. This fills a fresh folder (or a server collection, `--url`) with N
-seeded 512-d unit vectors carrying the real payload of the `text` collection (partition, asset,
-model_version, source, item, start, end, text; `--per-media` points per media file), written
-through the project's `QdrantResource.partition_writes` as `search_index` writes them, 20 media
-per session (timed), then measures:
+`medialens search` opens the embedded Qdrant folder (Qdrant Edge shards since 2026-12; before,
+qdrant-client's local mode, which loaded every point per open and scanned them all) and queries it.
+This fills a fresh folder (or a server collection, `--url`) with N seeded 512-d unit vectors carrying
+the real payload of the `text` collection (partition, asset, model_version, source, item, start,
+end, text; `--per-media` points per media file), written through the project's
+`QdrantResource.partition_writes` as `search_index` writes them, 20 media per session (timed), then
+measures:
 
 - fresh: what one `medialens search` costs, in new processes that open the resource and search
   once (`fresh_p50_ms`: opening + search in the process; `fresh_process_p50_ms`: the whole process
   with its imports; `fresh_rss_mib`: its peak memory);
 - warm: repeated searches with the client held open (`p50_ms`, `p95_ms`; random unit queries and
-  near-duplicates of stored vectors), and with the `source` filter of `search --kind`;
+  near-duplicates of stored vectors), with the `source` filter of `search --kind`, and the words
+  (BM25 sparse) half of the hybrid ranking (`words_p50_ms`; texts and 2-4-word queries drawn from a
+  20 000-word Zipf vocabulary);
 - recall@10 of those searches against exact numpy search over the same vectors.
 
 The vectors are clustered with a low intrinsic dimension (`--latent-dim`, see `draw`), as real
 embeddings are; uniform random vectors (`--latent-dim 0`) make any HNSW index look broken.
 
-Writing through the resource replaces each partition (upsert, then a filtered delete), and local
-mode's filtered delete scans every point, so indexing grows quadratically. After `--index-budget-s`
+Writing through the resource replaces each partition (upsert, then a filtered delete; the HNSW
+index is built by the write that makes it due). Local mode's filtered delete scanned every point, so
+indexing grew quadratically there; should it ever be slow again, after `--index-budget-s`
 the rest is written straight through the client (upserts only): `index_s` is then extrapolated from
 the measured rate (`index_s_extrapolated`: true) and the searches still run at full size.
 
@@ -44,7 +48,8 @@ from typing import Any
 
 import numpy as np
 
-from resources.qdrant import QdrantResource, VectorPoint
+from media_assets.analysis.words import WORDS_VECTOR, document_words, query_words
+from resources.qdrant import QdrantResource, SparseVector, VectorPoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 512
@@ -52,7 +57,7 @@ COLLECTION = "text"  # media_assets.search_index.COLLECTION (not imported: it lo
 ASSET = "search_index"
 VERSION = "bench-v1"
 SOURCES = ("transcript", "ocr", "tags", "summary")
-WORDS = ("the", "a", "slide", "budget", "meeting", "river", "camera", "speaker", "chart", "quarter", "results", "plan")
+VOCABULARY = 20_000  # distinct words of the synthetic texts, drawn Zipf-like as words in speech are
 
 # What the fresh process runs: `medialens search` less the text model (a stored vector is the query).
 CHILD = """
@@ -104,17 +109,27 @@ def synthetic(
     rng = np.random.default_rng(seed)
     media_count = -(-n // per_media)
     vectors = draw(rng, np.arange(n) // per_media, media_count, latent, seed)
-    words = np.array(WORDS)
+    vocab = np.array([f"w{k}" for k in range(VOCABULARY)])
     meta: list[tuple[str, str, dict[str, Any]]] = []
     for i in range(n):
         media, j = divmod(i, per_media)
         source = SOURCES[0] if j < per_media * 0.7 else SOURCES[1] if j < per_media - 2 else SOURCES[2 + j % 2]
         timed = source in ("transcript", "ocr")
         start = float(j * 4) if timed else None
-        text = " ".join(words[rng.integers(0, len(words), 8 if source == "ocr" else 30)])
+        text = " ".join(vocab[zipf_ranks(rng, 8 if source == "ocr" else 30)])
         payload = {"source": source, "item": f"i-{j}", "start": start, "end": start + 8 if start is not None else None}
         meta.append((f"m{media:06d}.mp4", f"{source}:i-{j}", {**payload, "text": text}))
     return vectors, meta
+
+
+def zipf_ranks(rng: np.random.Generator, count: int) -> np.ndarray:
+    return np.minimum(rng.zipf(1.2, count), VOCABULARY) - 1
+
+
+def word_queries(count: int, seed: int) -> list[str]:
+    """Queries of 2-4 words, drawn like the texts' words (mostly frequent ones, some rare)."""
+    rng = np.random.default_rng(seed + 2)
+    return [" ".join(f"w{k}" for k in zipf_ranks(rng, int(rng.integers(2, 5)))) for _ in range(count)]
 
 
 def queries(vectors: np.ndarray, count: int, near: int, per_media: int, latent: int, seed: int) -> np.ndarray:
@@ -143,11 +158,13 @@ def index(
         while end < n and media < per_step:
             end += 1
             media += end == n or meta[end][0] != meta[end - 1][0]
-        with qdrant.partition_writes(collection, DIM) as writes:
+        with qdrant.partition_writes(collection, DIM, sparse=[WORDS_VECTOR]) as writes:
             by_partition: dict[str, list[VectorPoint]] = {}
             for i in range(done, end):
                 partition, item, payload = meta[i]
-                by_partition.setdefault(partition, []).append(VectorPoint(item, vectors[i], payload))
+                indices, values = document_words(payload["text"])
+                sparse = {WORDS_VECTOR: SparseVector(indices, values)}
+                by_partition.setdefault(partition, []).append(VectorPoint(item, vectors[i], payload, sparse))
             for partition, points in by_partition.items():
                 writes.replace(partition, ASSET, VERSION, points)
         chunk_rates.append((end - done) / (time.perf_counter() - chunk_started))
@@ -233,7 +250,7 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
         recalls.append(recall(child["hits"], exact_top(vectors, qs[i], 10), ids))
 
     # warm: the client held open, as a long-lived process would
-    warm, filtered = [], []
+    warm, filtered, lexical = [], [], []
     mask = np.array([m[2]["source"] == "transcript" for m in meta])
     with qdrant.client():
         qdrant.search(collection, qs[0], limit=30)  # first call pays one-time costs
@@ -247,12 +264,17 @@ def run_size(args: argparse.Namespace, n: int, work: Path) -> dict[str, Any]:
             hits = qdrant.search(collection, q, limit=30, must={"source": "transcript"})
             filtered.append((time.perf_counter() - started) * 1000)
             recalls.append(recall([h.id for h in hits], exact_top(vectors, q, 10, mask), ids))
+        for text in word_queries(len(qs), args.seed):
+            started = time.perf_counter()
+            qdrant.search_sparse(collection, WORDS_VECTOR, SparseVector(*query_words(text)), limit=30)
+            lexical.append((time.perf_counter() - started) * 1000)
 
     result.update(
         {
             "p50_ms": round(statistics.median(warm), 1),
             "p95_ms": round(percentile(warm, 95), 1),
             "filtered_p50_ms": round(statistics.median(filtered), 1),
+            "words_p50_ms": round(statistics.median(lexical), 1),
             "fresh_p50_ms": round(statistics.median(fresh), 1),
             "fresh_process_p50_ms": round(statistics.median(process), 1),
             "fresh_rss_mib": round(max(fresh_rss), 1),

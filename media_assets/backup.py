@@ -128,12 +128,14 @@ class Progress:
         self.say(f"{self.verb}: {phase}{of} ...")
         self._last = time.monotonic()
 
-    def add(self, size: int, copied: bool) -> None:
+    def add(self, size: int, copied: bool, written: int | None = None) -> None:
+        """One file done: `size` bytes of it, `copied` when it was new to the backup, of which
+        `written` bytes were written (holes are not; None: all of `size`)."""
         self.files += 1
         self.bytes += size
         if copied:
             self.copied_files += 1
-            self.copied_bytes += size
+            self.copied_bytes += size if written is None else written
         if time.monotonic() - self._last >= PROGRESS_EVERY_S:
             self._last = time.monotonic()
             self.say(f"{self.verb}: {self.phase}: {self.status()}")
@@ -178,8 +180,31 @@ def _write_atomic(target: Path, data: bytes) -> None:
     _fsync_dir(target.parent)
 
 
+HOLE_BLOCK = 1 << 16  # zero runs shorter than this are written; 16 blocks per CHUNK to compare
+_ZEROS = bytes(HOLE_BLOCK)
+
+
+def _write_sparse(out: Any, chunk: bytes) -> int:
+    """Write `chunk`, skipping over its all-zero blocks (holes); returns the bytes written.
+    Embedded Qdrant preallocates its files (32 MiB WAL segments and storage pages, mostly holes): a
+    copy that wrote the zeros would turn ~0.5 MiB of data into ~150 MiB per collection, in every
+    backup after a change. The caller truncates the file to its size at the end, so a trailing
+    hole is still there."""
+    written = 0
+    view = memoryview(chunk)
+    for start in range(0, len(chunk), HOLE_BLOCK):
+        block = view[start : start + HOLE_BLOCK]
+        if block == _ZEROS[: len(block)]:
+            out.seek(len(block), os.SEEK_CUR)
+        else:
+            out.write(block)
+            written += len(block)
+    return written
+
+
 class Objects:
-    """DIR/objects: blobs by sha256, each written under tmp/ and renamed into place."""
+    """DIR/objects: blobs by sha256, each written under tmp/ and renamed into place (holes of sparse
+    files stay holes, see `_write_sparse`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -191,38 +216,40 @@ class Objects:
     def has(self, sha: str) -> bool:
         return self.path(sha).is_file()
 
-    def put_stream(self, read: Callable[[int], bytes]) -> tuple[str, int, bool]:
-        """Store what `read` yields; returns (sha256, size, whether the blob was new)."""
+    def put_stream(self, read: Callable[[int], bytes]) -> tuple[str, int, bool, int]:
+        """Store what `read` yields; returns (sha256, size, whether the blob was new, the bytes written
+        into the backup: 0 when it was there already, less than size where the content had holes)."""
         self.tmp.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp / uuid.uuid4().hex
         digest = hashlib.sha256()
-        size = 0
+        size = written = 0
         try:
             with open(tmp, "xb") as out:
                 while chunk := read(CHUNK):
                     digest.update(chunk)
-                    out.write(chunk)
+                    written += _write_sparse(out, chunk)
                     size += len(chunk)
+                out.truncate(size)
                 out.flush()
                 os.fsync(out.fileno())
             sha = digest.hexdigest()
             dest = self.path(sha)
             if dest.is_file():
-                return sha, size, False
+                return sha, size, False, 0
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, dest)
             _fsync_dir(dest.parent)
-            return sha, size, True
+            return sha, size, True, written
         finally:
             tmp.unlink(missing_ok=True)
 
-    def put_file(self, path: Path) -> tuple[str, int, bool, os.stat_result]:
+    def put_file(self, path: Path) -> tuple[str, int, bool, int, os.stat_result]:
         """Store a file's bytes as they are at open time (a file replaced by a rename meanwhile
         is read whole from the inode opened)."""
         with open(path, "rb") as fh:
             st = os.fstat(fh.fileno())
-            sha, size, new = self.put_stream(fh.read)
-        return sha, size, new, st
+            sha, size, new, written = self.put_stream(fh.read)
+        return sha, size, new, written, st
 
     def sweep_tmp(self) -> None:
         """Remove what killed backups left under tmp/ (the caller holds DIR's lock)."""
@@ -403,16 +430,16 @@ class Backup:
             self.progress.add(st.st_size, False)
             return
         try:
-            sha, size, new, fst = self.objects.put_file(path)
+            sha, size, new, written, fst = self.objects.put_file(path)
         except FileNotFoundError:
             return
         self.entries[rel] = Entry(rel, size, sha, fst.st_ino, fst.st_mtime_ns)
-        self.progress.add(size, new)
+        self.progress.add(size, new, written)
 
     def add_stream(self, rel: str, read: Callable[[int], bytes]) -> None:
-        sha, size, new = self.objects.put_stream(read)
+        sha, size, new, written = self.objects.put_stream(read)
         self.entries[rel] = Entry(rel, size, sha)
-        self.progress.add(size, new)
+        self.progress.add(size, new, written)
 
     # the Dagster instance
     def instance(self) -> None:
@@ -498,7 +525,7 @@ class Backup:
         self.info["qdrant"] = "embedded"
         if not folder.is_dir():
             return
-        with qdrant_folder_locked(qdrant, folder):
+        with qdrant_folder_locked(qdrant):
             files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in QDRANT_SKIP)
             self.progress.start("Qdrant (embedded, folder locked)", len(files), sum(p.stat().st_size for p in files))
             for p in files:
@@ -760,26 +787,13 @@ def _flocked(path: Path) -> Iterator[None]:
 
 
 @contextmanager
-def qdrant_folder_locked(qdrant: Any, folder: Path) -> Iterator[None]:
-    """Hold the embedded Qdrant folder lock (resources/qdrant.py) without opening a client: runs
-    wait for it (and name this backup as the holder), so the folder is copied between sessions."""
-    from resources.qdrant import LOCK_FILE, holder_note
+def qdrant_folder_locked(qdrant: Any) -> Iterator[Path]:
+    """Hold the embedded Qdrant folder lock without opening a client: runs wait for it (and name
+    this backup as the holder), so the folder is copied between sessions. Yields the folder."""
+    from resources.qdrant import holder_note
 
-    folder.mkdir(parents=True, exist_ok=True)
-    lock_path = folder / LOCK_FILE
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        qdrant._acquire(fd, lock_path)
-        try:
-            with holder_note("medialens backup"):
-                qdrant._identify(fd)
-            yield
-        finally:
-            with suppress(OSError):
-                os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+    with holder_note("medialens backup"), qdrant.folder_locked() as folder:
+        yield folder
 
 
 def backup(root: Path, paths: Paths, progress: Progress, attempts: int = 3) -> dict[str, Any]:
@@ -884,8 +898,9 @@ def _copy_verified(objects: Objects, entry: dict[str, Any], dest: Path) -> None:
     with open(src, "rb") as fh, open(dest, "xb") as out:
         while chunk := fh.read(CHUNK):
             digest.update(chunk)
-            out.write(chunk)
+            _write_sparse(out, chunk)
             size += len(chunk)
+        out.truncate(size)
         out.flush()
         os.fsync(out.fileno())
     if size != entry["size"] or digest.hexdigest() != entry["sha256"]:

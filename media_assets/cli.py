@@ -226,21 +226,36 @@ def cmd_reanalyse(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from media_assets.search import search
+    from media_assets.search import Filters, media_of_person, search_moments
     from resources import build_resources
 
     paths = Paths.from_env()
-    qdrant = build_resources(paths)["qdrant"]
+    resources = build_resources(paths)
     try:
-        hits = search(qdrant, args.query, kind=args.kind, media=args.media, limit=args.limit)
+        person_media = media_of_person(resources["store"], args.person) if args.person else None
+    except ValueError as exc:
+        _err(str(exc))
+        return 1
+    filters = Filters(
+        kind=args.kind,
+        media=[args.media] if args.media else (),
+        media_kind=args.media_kind,
+        language=args.language,
+        person_media=person_media,
+        time_from=args.time_from,
+        time_to=args.time_to,
+    )
+    try:
+        result = search_moments(resources["qdrant"], args.query, filters, limit=args.limit)
     except ValueError as exc:
         _err(str(exc))
         return 2
     except OSError as exc:  # Qdrant server unreachable, embedded store locked by a stuck process
         _err(f"search: {exc}")
         return 1
+    hits = result["hits"]
     if args.json:
-        _emit({"hits": hits})
+        _emit(result)
         return 0
     if not hits:
         print("no matches (is anything analysed? `medialens analyse FILE` indexes it)")
@@ -251,8 +266,9 @@ def cmd_search(args: argparse.Namespace) -> int:
             return "-"
         return f"{h['start']:.1f}-{h['end']:.1f} s" if h["end"] is not None else f"{h['start']:.1f} s"
 
-    rows = [[h["key"], when(h), h["source"], h["text"][:70], f"{h['score']:.3f}"] for h in hits]
+    rows = [[h["key"], when(h), h["source"], h["text"][:70], f"{h['score']:.4f}"] for h in hits]
     print(_table(rows, ["media", "time", "source", "snippet", "score"]))
+    print("moments considered: " + ", ".join(f"{k} {n}" for k, n in sorted(result["counts"].items())))
     return 0
 
 
@@ -460,6 +476,11 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("query")
     se.add_argument("--kind", choices=["transcript", "ocr", "tags", "summary", "image"])
     se.add_argument("--media", help="only this media key")
+    se.add_argument("--media-kind", choices=["video", "audio", "image"], help="only media of this kind")
+    se.add_argument("--language", help="only media whose speech is in this language (Whisper's code: en, de)")
+    se.add_argument("--person", help="only media this person (id from `medialens people`) was seen in")
+    se.add_argument("--from", dest="time_from", type=float, metavar="S", help="only moments that end at or after S s")
+    se.add_argument("--to", dest="time_to", type=float, metavar="S", help="only moments that start at or before S s")
     se.add_argument("--limit", type=int, default=10)
     se.add_argument("--json", action="store_true")
     se.set_defaults(func=cmd_search)

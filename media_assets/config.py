@@ -39,7 +39,8 @@ ALGORITHM_REVISION: dict[str, str] = {
     "summary": "1",
     # 2: the summary is indexed too
     # 3: transcript points keep their sentences (hits start where the words are)
-    "search_index": "3",
+    # 4: every point has its BM25 words (hybrid ranking, analysis/words.py), media kind and language
+    "search_index": "4",
     "person_dossiers": "1",
 }
 

@@ -97,13 +97,21 @@ def _opencv(name: str) -> Path:
 
 
 def _slide(index: int, text: str, band: tuple[int, int, int], path: Path) -> None:
-    """White slide with large black centred text (OCR-friendly) under a coloured title band."""
-    w, h = TALK_SIZE
-    img = Image.new("RGB", TALK_SIZE, "white")
+    render_slide(text, band, path, TALK_SIZE, page=f"{index + 1} / {len(SLIDES)}")
+
+
+def render_slide(
+    text: str, band: tuple[int, int, int], path: Path, size_px: tuple[int, int], page: str | None = None
+) -> None:
+    """White slide with large black centred text (OCR-friendly) under a coloured title band, with
+    the page number in the band when given."""
+    w, h = size_px
+    img = Image.new("RGB", size_px, "white")
     draw = ImageDraw.Draw(img)
     draw.rectangle((0, 0, w, 140), fill=band)
-    small = ImageFont.truetype(str(FONT), 40, layout_engine=BASIC)
-    draw.text((40, 50), f"{index + 1} / {len(SLIDES)}", fill="white", font=small)
+    if page is not None:
+        small = ImageFont.truetype(str(FONT), 40, layout_engine=BASIC)
+        draw.text((40, 50), page, fill="white", font=small)
     size = 80
     while True:  # largest size that fits with a margin
         font = ImageFont.truetype(str(FONT), size, layout_engine=BASIC)

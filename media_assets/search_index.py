@@ -11,12 +11,12 @@ from typing import Any
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from media_assets.analysis import text_search
+from media_assets.analysis import text_search, words
 from media_assets.config import current_settings
 from media_assets.model_assets import MODEL_ASSET, md_table, model_version
 from media_assets.per_media import Manifest, Manifests, for_each_partition, per_media_result, step_log
 from resources.models import ModelRunner
-from resources.qdrant import PartitionWrites, QdrantResource, VectorPoint
+from resources.qdrant import PartitionWrites, QdrantResource, SparseVector, VectorPoint
 from resources.store import MediaStore
 
 ASSET = "search_index"
@@ -30,6 +30,11 @@ def _rows(store: MediaStore, manifest: Manifest | None, table_key: str) -> list[
     if not manifest or not manifest.get(table_key):
         return None
     return store.read_table(manifest[table_key]).to_pylist()
+
+
+def _words(text: str) -> dict[str, SparseVector]:
+    indices, values = words.document_words(text)
+    return {words.WORDS_VECTOR: SparseVector(indices, values)} if indices else {}
 
 
 def index_for(
@@ -52,8 +57,12 @@ def index_for(
     started = time.perf_counter()
     vectors = list(embed([m.text for m in found])) if embed else []
     model_seconds = time.perf_counter() - started
+    # what search filters by besides the moment itself: the media's kind and its spoken language
+    media = store.read_manifest("media_file", key) or {}
+    about = {"media_kind": media.get("kind"), "language": (inputs["transcript"] or {}).get("language")}
     points = [
-        VectorPoint(item=m.point_item, vector=v, payload=m.payload()) for m, v in zip(found, vectors, strict=True)
+        VectorPoint(item=m.point_item, vector=v, payload={**m.payload(), **about}, sparse=_words(m.text))
+        for m, v in zip(found, vectors, strict=True)
     ]
     written = text_points.replace(key, ASSET, VERSION, points)
     by_source: dict[str, int] = {}
@@ -98,7 +107,7 @@ def search_index(
         }
         return index_for(context, store, models, text_points, key, inputs)
 
-    with qdrant.partition_writes(COLLECTION, text_search.EMBEDDING_DIM) as text_points:
+    with qdrant.partition_writes(COLLECTION, text_search.EMBEDDING_DIM, sparse=[words.WORDS_VECTOR]) as text_points:
         manifests = for_each_partition(context, work)
 
     def detail(m: Manifest) -> dict[str, Any]:

@@ -98,6 +98,7 @@ def _point_id(value: Any) -> str | int:
 @dataclass(frozen=True)
 class CollectionParams:
     vectors: models.VectorParams
+    sparse_vectors: dict[str, models.SparseVectorParams] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,34 @@ class Collections:
     collections: list[CollectionName]
 
 
-def shard_config(params: models.VectorParams, index_after_points: int | None = None) -> Any:
+def _sparse_params(params: models.SparseVectorParams | None) -> Any:
+    idf = params is not None and params.modifier == models.Modifier.IDF
+    return qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if idf else None)
+
+
+def _vector(v: Any) -> Any:
+    """A point's vector(s) for Edge: a dense list, or named dense lists and sparse vectors."""
+    if isinstance(v, dict):
+        return {name: _vector(x) for name, x in v.items()}
+    if isinstance(v, models.SparseVector):
+        return qe.SparseVector(list(v.indices), [float(x) for x in v.values])
+    return [float(x) for x in v]
+
+
+def _vector_out(v: Any) -> Any:
+    """An Edge vector back in qdrant-client's shapes (sparse vectors as models.SparseVector)."""
+    if isinstance(v, dict):
+        return {name: _vector_out(x) for name, x in v.items()}
+    if isinstance(v, qe.SparseVector):
+        return models.SparseVector(indices=list(v.indices), values=list(v.values))
+    return v
+
+
+def shard_config(
+    params: models.VectorParams,
+    index_after_points: int | None = None,
+    sparse: dict[str, models.SparseVectorParams] | None = None,
+) -> Any:
     """A new shard's configuration. Qdrant's optimizer indexes a segment once it exceeds a size in
     KiB; `index_after_points` says it in points of this collection's dimension."""
     optimizers = None
@@ -134,7 +162,8 @@ def shard_config(params: models.VectorParams, index_after_points: int | None = N
         kib = max(1, index_after_points * params.size * 4 // 1024)
         optimizers = qe.EdgeOptimizersConfig(indexing_threshold=kib)
     dense = qe.EdgeVectorParams(size=params.size, distance=_distance(params))
-    return qe.EdgeConfig(vectors=dense, optimizers=optimizers)
+    sparse_vectors = {n: _sparse_params(p) for n, p in (sparse or {}).items()} or None
+    return qe.EdgeConfig(vectors=dense, sparse_vectors=sparse_vectors, optimizers=optimizers)
 
 
 class EdgeClient:
@@ -178,14 +207,21 @@ class EdgeClient:
         names = sorted(p.name for p in self.root.iterdir() if (p / CONFIG_FILE).is_file()) if self.root.is_dir() else []
         return Collections([CollectionName(n) for n in names])
 
-    def create_collection(self, name: str, vectors_config: models.VectorParams, **_: Any) -> bool:
+    def create_collection(
+        self,
+        name: str,
+        vectors_config: models.VectorParams,
+        sparse_vectors_config: dict[str, models.SparseVectorParams] | None = None,
+        **_: Any,
+    ) -> bool:
         """Created in a scratch folder and renamed into place, so a kill never leaves half a shard."""
         if self.collection_exists(name):
             raise ValueError(f"embedded Qdrant: collection {name!r} already exists")
         final = self._dir(name)
         scratch = self.root / f".creating-{name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.root.mkdir(parents=True, exist_ok=True)
-        qe.EdgeShard.create(str(scratch), shard_config(vectors_config, self.index_after_points)).close()
+        config = shard_config(vectors_config, self.index_after_points, sparse_vectors_config)
+        qe.EdgeShard.create(str(scratch), config).close()
         if final.exists():  # a leftover without a config: an older interrupted create
             shutil.rmtree(final)
         os.rename(scratch, final)
@@ -208,13 +244,26 @@ class EdgeClient:
         if not vectors:
             raise ValueError(f"embedded Qdrant: collection {name!r} has no dense vector")
         params = models.VectorParams(size=int(vectors["size"]), distance=models.Distance(vectors["distance"]))
+        sparse = {
+            n: models.SparseVectorParams(modifier=models.Modifier.IDF if (p or {}).get("modifier") == "idf" else None)
+            for n, p in (raw.get("sparse_vectors") or {}).items()
+        }
         return CollectionInfo(
-            config=CollectionConfig(CollectionParams(params)),
+            config=CollectionConfig(CollectionParams(params, sparse)),
             points_count=info.points_count,
             indexed_vectors_count=info.indexed_vectors_count,
             segments_count=info.segments_count,
             payload_schema=dict(info.payload_schema),
         )
+
+    def update_collection(
+        self, collection_name: str, sparse_vectors_config: dict[str, models.SparseVectorParams] | None = None, **_: Any
+    ) -> bool:
+        """Only what medialens changes on an existing collection: adding sparse vectors."""
+        for n, p in (sparse_vectors_config or {}).items():
+            modifier = qe.Modifier.Idf if p.modifier == models.Modifier.IDF else None
+            self._shard(collection_name).update(qe.UpdateOperation.create_sparse_vector(n, modifier=modifier))
+        return True
 
     def create_payload_index(self, collection_name: str, field_name: str, field_schema: Any = None, **_: Any) -> None:
         if field_schema not in (None, models.PayloadSchemaType.KEYWORD, "keyword"):
@@ -232,7 +281,7 @@ class EdgeClient:
 
     # -- points --------------------------------------------------------------------------------
     def upsert(self, collection_name: str, points: Sequence[models.PointStruct], wait: bool = True, **_: Any) -> None:
-        edge_points = [qe.Point(id=_point_id(p.id), vector=list(p.vector), payload=p.payload or {}) for p in points]  # type: ignore[arg-type]
+        edge_points = [qe.Point(id=_point_id(p.id), vector=_vector(p.vector), payload=p.payload or {}) for p in points]
         if edge_points:
             self._shard(collection_name).update(qe.UpdateOperation.upsert_points(edge_points))
 
@@ -256,7 +305,8 @@ class EdgeClient:
     def query_points(
         self,
         collection_name: str,
-        query: Sequence[float],
+        query: Sequence[float] | models.SparseVector,
+        using: str | None = None,
         query_filter: models.Filter | None = None,
         limit: int = 10,
         with_payload: bool = True,
@@ -270,7 +320,7 @@ class EdgeClient:
         scored = self._shard(collection_name).query(
             qe.QueryRequest(
                 limit=limit,
-                query=qe.Query.Nearest([float(x) for x in query]),
+                query=qe.Query.Nearest(_vector(query), using=using),
                 filter=edge_filter(query_filter),
                 with_payload=with_payload,
                 with_vector=with_vectors,
@@ -280,7 +330,11 @@ class EdgeClient:
         return rest.QueryResponse(
             points=[
                 models.ScoredPoint(
-                    id=_point_id(p.id), version=int(p.version), score=float(p.score), payload=p.payload, vector=p.vector
+                    id=_point_id(p.id),
+                    version=int(p.version),
+                    score=float(p.score),
+                    payload=p.payload,
+                    vector=_vector_out(p.vector),
                 )
                 for p in scored
             ]
@@ -305,7 +359,7 @@ class EdgeClient:
                 with_vector=with_vectors,
             )
         )
-        out = [models.Record(id=_point_id(r.id), payload=r.payload, vector=r.vector) for r in records]
+        out = [models.Record(id=_point_id(r.id), payload=r.payload, vector=_vector_out(r.vector)) for r in records]
         return out, (_point_id(next_offset) if next_offset is not None else None)
 
     def retrieve(
@@ -314,7 +368,7 @@ class EdgeClient:
         records = self._shard(collection_name).retrieve(
             [_point_id(i) for i in ids], with_payload=with_payload, with_vector=with_vectors
         )
-        return [models.Record(id=_point_id(r.id), payload=r.payload, vector=r.vector) for r in records]
+        return [models.Record(id=_point_id(r.id), payload=r.payload, vector=_vector_out(r.vector)) for r in records]
 
 
 def _distance(params: models.VectorParams) -> Any:
@@ -367,8 +421,7 @@ def migrate_local_mode(
                         name, limit=MIGRATE_BATCH, offset=offset, with_payload=True, with_vectors=True
                     )
                     points = [
-                        qe.Point(id=_point_id(r.id), vector=list(r.vector), payload=r.payload or {})  # type: ignore[arg-type]
-                        for r in records
+                        qe.Point(id=_point_id(r.id), vector=_vector(r.vector), payload=r.payload or {}) for r in records
                     ]
                     if points:
                         shard.update(qe.UpdateOperation.upsert_points(points))

@@ -56,7 +56,7 @@ POINT_ID_NAMESPACE = uuid.UUID("6f1c2b7e-5d0a-4c55-9a43-3e7d2f8b91c4")
 # Fields every point carries; the ones partitions are replaced and deleted by.
 INDEXED_FIELDS = ("partition", "asset", "model_version")
 # Keyword payload indexes: those fields and what search filters by (`--kind` is `source`).
-KEYWORD_INDEXES = (*INDEXED_FIELDS, "source")
+KEYWORD_INDEXES = (*INDEXED_FIELDS, "source", "media_kind", "language")
 
 UPSERT_BATCH = 256
 # HNSW beam width per query: 128 kept recall@10 at 1.0 at 100 000 512-d points for ~2 ms (bench/search.py)
@@ -225,13 +225,23 @@ def _process_command(pid: int) -> str:
 
 
 @dataclass(frozen=True)
+class SparseVector:
+    """Term ids and weights (e.g. a text's BM25 words) beside a point's dense vector."""
+
+    indices: Sequence[int]
+    values: Sequence[float]
+
+
+@dataclass(frozen=True)
 class VectorPoint:
     """One vector of an analysis; `item` names it within its partition and asset (e.g. a keyframe index),
-    so that the same item of a re-run lands on the same point id."""
+    so that the same item of a re-run lands on the same point id. `sparse` holds named sparse vectors
+    of collections that have them (the `text` collection's `words`)."""
 
     item: str
     vector: Sequence[float]
     payload: Mapping[str, Any] = field(default_factory=dict)
+    sparse: Mapping[str, SparseVector] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -261,13 +271,25 @@ def _held_clients() -> dict[tuple[int, str], EdgeClient]:
     return table
 
 
+@dataclass(frozen=True)
+class Between:
+    """A `must` value meaning a number within bounds (either may be None), e.g. a moment's start."""
+
+    gte: float | None = None
+    lte: float | None = None
+
+
 def _equality_filter(must: Mapping[str, Any] | None) -> models.Filter | None:
-    """Payload equality conditions; a list/tuple/set value means "any of these"."""
+    """Payload conditions: equality; a list/tuple/set value means "any of these"; `Between` a range
+    (a point without the field, or with null, never matches a range)."""
     if not must:
         return None
     conditions: list[models.Condition] = []
     for key, value in must.items():
         match: models.Match
+        if isinstance(value, Between):
+            conditions.append(models.FieldCondition(key=key, range=models.Range(gte=value.gte, lte=value.lte)))
+            continue
         if isinstance(value, list | tuple | set | frozenset):
             match = models.MatchAny(any=list(value))
         else:
@@ -300,8 +322,10 @@ class PartitionWrites:
     """A step's writes to one collection, validated as they come (a bad vector fails its own
     partition at once) and written by `QdrantResource.flush` in one session."""
 
-    def __init__(self, collection: str, dim: int | None = None, distance: str = "Cosine") -> None:
-        self.collection, self.dim, self.distance = collection, dim, distance
+    def __init__(
+        self, collection: str, dim: int | None = None, distance: str = "Cosine", sparse: Sequence[str] = ()
+    ) -> None:
+        self.collection, self.dim, self.distance, self.sparse = collection, dim, distance, tuple(sparse)
         self.replaced: list[_Replacement] = []
         self.dropped: set[str] = set()
 
@@ -335,7 +359,20 @@ class PartitionWrites:
             pid = QdrantResource.point_id(partition, asset, p.item, model_version)
             ids.append(pid)
             payload = {**p.payload, "partition": partition, "asset": asset, "model_version": model_version}
-            structs.append(models.PointStruct(id=pid, vector=arr.tolist(), payload=payload))
+            unknown = set(p.sparse) - set(self.sparse)
+            if unknown:
+                raise ValueError(
+                    f"{asset}/{partition}: item {p.item!r} has sparse vectors {sorted(unknown)} that collection "
+                    f"{self.collection!r} is not written with (sparse={list(self.sparse)})"
+                )
+            vector: Any = arr.tolist()
+            if p.sparse:
+                vector = {"": vector}
+                for name, sv in p.sparse.items():
+                    if len(sv.indices) != len(sv.values):
+                        raise ValueError(f"{asset}/{partition}: sparse vector {name!r} of item {p.item!r} is ragged")
+                    vector[name] = models.SparseVector(indices=list(sv.indices), values=list(sv.values))
+            structs.append(models.PointStruct(id=pid, vector=vector, payload=payload))
         if self.dim is None and sizes:
             self.dim = next(iter(sizes.values()))
 
@@ -434,6 +471,24 @@ class QdrantResource(ConfigurableResource):
             yield held[key]
             return
 
+        with self.folder_locked():
+            if local_mode_data(folder):  # written by medialens before it used Qdrant Edge
+                with deferred_interrupts():
+                    migrate_local_mode(folder, KEYWORD_INDEXES, self.index_after_points)
+            edge = EdgeClient(folder, self.index_after_points)
+            held[key] = edge
+            try:
+                yield edge
+            finally:
+                del held[key]
+                edge.close()
+
+    @contextmanager
+    def folder_locked(self) -> Iterator[Path]:
+        """Hold the embedded folder's lock, named as this process's (and `holder_note`'s), without
+        opening anything in it: what `client()` does first, and what a backup copying the folder
+        between sessions needs. Yields the folder."""
+        folder = Path(self.path).expanduser().absolute()
         folder.mkdir(parents=True, exist_ok=True)
         lock_path = folder / LOCK_FILE
         # The lock file stays: deleting it would let two processes lock two different inodes.
@@ -442,16 +497,7 @@ class QdrantResource(ConfigurableResource):
             self._acquire(fd, lock_path)
             try:
                 self._identify(fd)
-                if local_mode_data(folder):  # written by medialens before it used Qdrant Edge
-                    with deferred_interrupts():
-                        migrate_local_mode(folder, KEYWORD_INDEXES, self.index_after_points)
-                edge = EdgeClient(folder, self.index_after_points)
-                held[key] = edge
-                try:
-                    yield edge
-                finally:
-                    del held[key]
-                    edge.close()
+                yield folder
             finally:
                 # Emptied before unlocking, so a record always names a holder; a killed holder leaves
                 # its record behind, which readers recognise by the worker being gone.
@@ -551,9 +597,10 @@ class QdrantResource(ConfigurableResource):
         return str(uuid.uuid5(POINT_ID_NAMESPACE, f"{partition}/{asset}/{item}/{model_version}"))
 
     # -- collections -----------------------------------------------------------------------------
-    def ensure_collection(self, name: str, dim: int, distance: str = "Cosine") -> None:
+    def ensure_collection(self, name: str, dim: int, distance: str = "Cosine", sparse: Sequence[str] = ()) -> None:
         """Idempotent, so every asset can call it before writing; refuses a collection of another
-        dimension or metric, which would otherwise fail on upsert or silently rank wrongly."""
+        dimension or metric, which would otherwise fail on upsert or silently rank wrongly. `sparse`
+        names sparse vectors (weighted by IDF, as BM25 needs) that an existing collection gains."""
         try:
             metric = models.Distance(distance)
         except ValueError:
@@ -564,9 +611,14 @@ class QdrantResource(ConfigurableResource):
         if dim <= 0:
             raise ValueError(f"Qdrant collection {name!r}: dimension must be positive, got {dim}")
         with self.client() as c:
+            sparse_config = {n: models.SparseVectorParams(modifier=models.Modifier.IDF) for n in sparse}
             if not c.collection_exists(name):
                 try:
-                    c.create_collection(name, vectors_config=models.VectorParams(size=dim, distance=metric))
+                    c.create_collection(
+                        name,
+                        vectors_config=models.VectorParams(size=dim, distance=metric),
+                        sparse_vectors_config=sparse_config or None,
+                    )
                 except Exception:
                     # a server may have had it created by another process in between
                     if not c.collection_exists(name):
@@ -582,6 +634,9 @@ class QdrantResource(ConfigurableResource):
                 raise ValueError(
                     f"Qdrant collection {name!r} uses distance {params.distance.value}, asked for {metric.value}"
                 )
+            missing = {n: v for n, v in sparse_config.items() if n not in (info.config.params.sparse_vectors or {})}
+            if missing:  # a collection created before it had them
+                c.update_collection(name, sparse_vectors_config=missing)
             # Also checked for an existing collection: one created by an older medialens, or by a
             # process killed between creating the collection and its indexes, gets them now.
             existing = info.payload_schema or {}
@@ -609,7 +664,7 @@ class QdrantResource(ConfigurableResource):
 
     @contextmanager
     def partition_writes(
-        self, collection: str, dim: int | None = None, distance: str = "Cosine"
+        self, collection: str, dim: int | None = None, distance: str = "Cosine", sparse: Sequence[str] = ()
     ) -> Iterator[PartitionWrites]:
         """Collect a step's per-partition writes and make them in one session when the block ends
         (also when it ends with the failure of some partitions: the others' points are written).
@@ -617,7 +672,7 @@ class QdrantResource(ConfigurableResource):
         Opening embedded Qdrant costs ~40 ms (qdrant-client parses its schema on every open), and a
         step over 20 media opened it twice per media; one session per step takes the lock once.
         The collection is created on first write (`dim`, or the first point's length)."""
-        writes = PartitionWrites(collection, dim, distance)
+        writes = PartitionWrites(collection, dim, distance, sparse)
         try:
             yield writes
         except Exception:
@@ -639,7 +694,7 @@ class QdrantResource(ConfigurableResource):
             with self.client() as c:
                 dim = writes.dim
                 if dim is not None:
-                    self.ensure_collection(writes.collection, dim, writes.distance)
+                    self.ensure_collection(writes.collection, dim, writes.distance, writes.sparse)
                 if c.collection_exists(writes.collection):
                     self._write(c, writes, done)
                     if isinstance(c, EdgeClient):
@@ -752,6 +807,33 @@ class QdrantResource(ConfigurableResource):
                 limit=limit,
                 with_payload=True,
                 search_params=models.SearchParams(hnsw_ef=SEARCH_EF),
+            )
+        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in result.points]
+
+    def search_sparse(
+        self,
+        collection: str,
+        name: str,
+        vector: SparseVector,
+        limit: int = 10,
+        must: Mapping[str, Any] | None = None,
+    ) -> list[Hit]:
+        """Best matches of a sparse vector (e.g. the query's BM25 words); none where the collection
+        or its sparse vector `name` does not exist yet (indexed before it had one)."""
+        if not vector.indices:
+            return []
+        with self.client() as c:
+            if not c.collection_exists(collection):
+                return []
+            if name not in (c.get_collection(collection).config.params.sparse_vectors or {}):
+                return []
+            result = c.query_points(
+                collection,
+                query=models.SparseVector(indices=list(vector.indices), values=list(vector.values)),
+                using=name,
+                query_filter=_equality_filter(must),
+                limit=limit,
+                with_payload=True,
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in result.points]
 

@@ -218,7 +218,8 @@ SEARCH = {
             "text": STR,
             "score": NUM,
         }
-    ]
+    ],
+    "counts": MapOf(INT),
 }
 
 PERSON = {"person_id": STR, "name": Nullable(STR), "media": [STR], "appearances": INT}

@@ -84,10 +84,10 @@ def test_forget_json(analysed: cs.Session) -> None:
 def test_shapes_checker_reports_what_differs() -> None:
     """The checker itself: missing keys, nulls, wrong types and enum values are each named by path."""
     good = {"key": "a-0123456789", "source": "ocr", "start": None, "end": None, "text": "x", "score": 0.5}
-    assert cs.check({"hits": [good]}, cs.SEARCH) == []
+    assert cs.check({"hits": [good], "counts": {"ocr": 1}}, cs.SEARCH) == []
     bad = {**good, "score": True, "source": "video"}
     del bad["text"]
-    errs = cs.check({"hits": [bad]}, cs.SEARCH, "search")
+    errs = cs.check({"hits": [bad], "counts": {"ocr": 1}}, cs.SEARCH, "search")
     assert sorted(errs) == sorted(
         [
             "search.hits[0].source: 'video' is not one of 'transcript', 'ocr', 'tags', 'summary', 'image'",

@@ -398,25 +398,54 @@ def refine_hits(
     found: Iterable[tuple[Mapping[str, Any], SupportsFloat]],
     query_vector: np.ndarray,
     embed: Callable[[Sequence[str]], np.ndarray],
+    within: tuple[float | None, float | None] = (None, None),
 ) -> list[dict[str, Any]]:
+    """`refine` without the sentences' scores: the hits in the contract's shape."""
+    return [hit for hit, _ in refine(found, query_vector, embed, within)]
+
+
+def refine(
+    found: Iterable[tuple[Mapping[str, Any], SupportsFloat]],
+    query_vector: np.ndarray,
+    embed: Callable[[Sequence[str]], np.ndarray],
+    within: tuple[float | None, float | None] = (None, None),
+) -> list[tuple[dict[str, Any], float | None]]:
     """Vector-store hits (payload, score) in the contract's shape, each transcript hit's start/end
     narrowed to the sentence of its window nearest the query: where to jump to, not where the
     window begins. Score and text stay the window's (its context). `embed` (the `TextEmbedder` that
     made `query_vector`) runs once, on the distinct sentences of all windows that have more than one;
-    it is not called when none has. Hits without `segments` keep their times."""
-    rows = [(hit_from_payload(payload, score), payload_segments(payload)) for payload, score in found]
+    it is not called when none has. Hits without `segments` keep their times. `within` (from, to)
+    limits the choice to sentences overlapping that span (a search restricted to a time range).
+    Each hit comes with its best sentence's cosine to the query (None where no sentences were
+    compared): a window's own vector averages its sentences, so the one that matched scores higher
+    alone — what ranking uses to judge a long window fairly against a short line."""
+    lo, hi = within
+
+    def inside(seg: tuple[float | None, float | None, str]) -> bool:
+        start, end = seg[0], seg[1]
+        return (hi is None or start is None or start <= hi) and (lo is None or end is None or end >= lo)
+
+    rows = [
+        (hit_from_payload(payload, score), [s for s in payload_segments(payload) if inside(s)])
+        for payload, score in found
+    ]
     texts = list(
         dict.fromkeys(t for hit, segs in rows if hit["source"] == "transcript" and len(segs) > 1 for *_, t in segs)
     )
     vectors = dict(zip(texts, embed(texts), strict=True)) if texts else {}
-    out = []
+    out: list[tuple[dict[str, Any], float | None]] = []
     for hit, segs in rows:
+        best: float | None = None
         if hit["source"] == "transcript" and segs:
-            i = best_segment(query_vector, np.stack([vectors[t] for *_, t in segs])) if len(segs) > 1 else 0
+            i = 0
+            if len(segs) > 1:
+                stacked = np.stack([vectors[t] for *_, t in segs])
+                i = best_segment(query_vector, stacked)
+                best = float(stacked[i] @ np.asarray(query_vector))
             start, end, _ = segs[i]
             if start is not None and end is not None:
                 hit["start"], hit["end"] = start, end
-        out.append(hit)
+        out.append((hit, best))
     return out
 
 

@@ -254,3 +254,26 @@ def test_incremental_backup_and_verified_restore(tmp_path: Path) -> None:
     # no snapshot at all: a clear error
     empty = ml(other, "restore", str(tmp_path / "nothing"))
     assert empty.returncode == 1 and "holds no snapshot" in empty.stderr
+
+
+def test_holes_of_sparse_files_stay_holes_in_the_backup_and_the_restore(tmp_path: Path) -> None:
+    # embedded Qdrant preallocates 32 MiB files that are mostly holes; copying the zeros would cost
+    # ~150 MiB per collection in every backup
+    from media_assets.backup import CHUNK, HOLE_BLOCK, Objects, _copy_verified
+
+    src = tmp_path / "wal-open-1"
+    with open(src, "wb") as f:
+        f.write(b"head" * 1000)
+        f.seek(32 * CHUNK)
+        f.write(b"tail")
+    data = src.read_bytes()
+    objects = Objects(tmp_path / "backup")
+    sha, size, new, written, _ = objects.put_file(src)
+    assert (sha, size, new) == (hashlib.sha256(data).hexdigest(), len(data), True)
+    assert written <= 2 * HOLE_BLOCK  # the first and the last block, not the 32 MiB of zeros between
+    blob = objects.path(sha)
+    assert blob.stat().st_blocks * 512 < 4 * CHUNK
+    assert objects.put_file(src)[2:4] == (False, 0)  # there already: nothing written
+    dest = tmp_path / "restored" / "wal-open-1"
+    _copy_verified(objects, {"sha256": sha, "size": size, "path": "qdrant/edge/text/wal/open-1"}, dest)
+    assert dest.read_bytes() == data and dest.stat().st_blocks * 512 < 4 * CHUNK

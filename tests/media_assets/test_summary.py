@@ -34,7 +34,7 @@ def test_an_llm_that_cannot_load_leaves_an_extractive_summary_that_says_why(
 ) -> None:
     _configure(cli_env, f"{{backend: llamacpp, model: {tmp_path / 'absent.gguf'}}}")
     s = _analyse_speech(cli_env, samples)["summary"]
-    assert s["method"] == "extractive" and "harbour" in s["summary"].lower()
+    assert s["method"] == "extractive" and ("harbour" in s["summary"].lower() or "harbor" in s["summary"].lower())
     assert "unavailable" in s["note"] and "absent.gguf" in s["note"]
 
 

@@ -12,7 +12,7 @@ import pytest
 from qdrant_client import QdrantClient, models
 
 from resources.edge_client import EDGE_DIR, LOCAL_MODE_BACKUP, EdgeClient, local_mode_data
-from resources.qdrant import KEYWORD_INDEXES, QdrantResource, VectorPoint
+from resources.qdrant import KEYWORD_INDEXES, QdrantResource, SparseVector, VectorPoint
 
 ROOT = Path(__file__).resolve().parents[2]
 DIM = 64
@@ -165,3 +165,40 @@ def test_an_unsupported_filter_names_itself(tmp_path: Path) -> None:
             )
     finally:
         c.close()
+
+
+def test_sparse_vectors_are_written_searched_and_added_to_an_older_collection(tmp_path: Path) -> None:
+    q = QdrantResource(path=str(tmp_path / "q"))
+    x = clustered(3)
+    # a collection from before sparse vectors, with a point that has none
+    q.ensure_collection("text", DIM)
+    q.replace_partition("text", "old", "search_index", "v1", [VectorPoint("w0", x[0].tolist())])
+    assert q.search_sparse("text", "words", SparseVector([1], [1.0])) == []  # no such vector yet: no hits
+    with q.partition_writes("text", DIM, sparse=["words"]) as writes:
+        writes.replace(
+            "new",
+            "search_index",
+            "v1",
+            [
+                VectorPoint("a", x[1].tolist(), {"t": "a"}, {"words": SparseVector([1, 7], [1.0, 2.0])}),
+                VectorPoint("b", x[2].tolist(), {"t": "b"}, {"words": SparseVector([7], [1.0])}),
+                VectorPoint("c", x[0].tolist(), {"t": "c"}),  # no words (only stop words): dense only
+            ],
+        )
+    with q.client() as c:
+        assert "words" in c.get_collection("text").config.params.sparse_vectors
+    hits = q.search_sparse("text", "words", SparseVector([1], [1.0]))
+    assert [h.payload["t"] for h in hits] == ["a"]
+    hits = q.search_sparse("text", "words", SparseVector([7], [1.0]), must={"partition": "new"})
+    assert {h.payload["t"] for h in hits} == {"a", "b"}
+    assert q.search_sparse("text", "words", SparseVector([], [])) == []
+    assert q.count("text") == 4 and q.search("text", x[0].tolist(), limit=1)[0].payload["partition"] in ("old", "new")
+
+
+def test_sparse_vectors_a_collection_is_not_written_with_are_refused(tmp_path: Path) -> None:
+    q = QdrantResource(path=str(tmp_path / "q"))
+    with pytest.raises(ValueError, match="sparse vectors"), q.partition_writes("text", 2) as writes:
+        writes.replace("k", "a", "v", [VectorPoint("i", [1.0, 0.0], {}, {"words": SparseVector([1], [1.0])})])
+    with pytest.raises(ValueError, match="ragged"), q.partition_writes("text", 2, sparse=["words"]) as writes:
+        writes.replace("k", "a", "v", [VectorPoint("i", [1.0, 0.0], {}, {"words": SparseVector([1, 2], [1.0])})])
+    assert q.count("text") == 0
