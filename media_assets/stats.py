@@ -50,7 +50,6 @@ ASSET_ORDER = (
     "person_dossiers",
 )
 QDRANT_LOCK_WAIT_S = 20.0
-_CHUNK = 500
 
 
 # -- media and store -------------------------------------------------------------------------------
@@ -119,22 +118,13 @@ def _number(metadata: dict[str, Any], key: str) -> float | None:
 
 
 def latest_metadata(instance: DagsterInstance, asset_key: AssetKey) -> dict[str, dict[str, Any]]:
-    """Partition -> metadata of its latest materialisation (chunked queries, as staleness.py)."""
-    from dagster import DagsterEventType
-    from dagster._core.event_api import AssetRecordsFilter
+    """Partition -> metadata of its latest materialisation."""
+    from media_assets.staleness import latest_records
 
-    latest = instance.get_latest_storage_id_by_partition(asset_key, DagsterEventType.ASSET_MATERIALIZATION)
-    by_storage = {sid: part for part, sid in latest.items()}
     out: dict[str, dict[str, Any]] = {}
-    ids = list(by_storage)
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        result = instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=asset_key, storage_ids=chunk), limit=len(chunk)
-        )
-        for record in result.records:
-            mat = record.asset_materialization
-            out[by_storage[record.storage_id]] = dict(mat.metadata) if mat is not None else {}
+    for part, record in latest_records(instance, asset_key).items():
+        mat = record.asset_materialization
+        out[part] = dict(mat.metadata) if mat is not None else {}
     return out
 
 
