@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export MEDIALENS_HOME ?= $(CURDIR)/data
 
-.PHONY: demo test dev install system-deps llm lint contract health-check bench clean
+.PHONY: demo test dev ui install system-deps llm lint contract health-check bench clean
 
 ## demo: install, generate sample media, analyse them through the Dagster asset graph
 demo: install
@@ -24,6 +24,10 @@ dev: install
 	  redis-server deploy/redis.conf --daemonize yes --dir $(MEDIALENS_HOME) --pidfile $(MEDIALENS_HOME)/redis.pid; \
 	fi
 	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+## ui: the results UI on http://127.0.0.1:8501 (search moments, open a media at that second)
+ui: install
+	$(VENV)/bin/medialens ui
 
 install: system-deps $(VENV)/.installed
 

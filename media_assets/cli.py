@@ -272,6 +272,26 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """The results UI: `streamlit run` in a child process with this environment (MEDIALENS_HOME,
+    QDRANT_URL), so Streamlit is imported only by this command; its exit code is ours."""
+    import subprocess
+
+    from media_assets.ui import APP
+
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.port", str(args.port)]
+    cmd += ["--server.address", args.host, "--server.headless", "true"]
+    # medialens runs offline and sends nothing anywhere; and its users have no Streamlit app to deploy
+    cmd += ["--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    _err(f"results UI on http://{args.host}:{args.port}  (Ctrl-C stops it)")
+    proc = subprocess.Popen(cmd)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches Streamlit too; SIGTERM (see `main`) only us: pass it on
+        proc.terminate()
+        return proc.wait()
+
+
 def _dossier_summarizer(defs: Any) -> Any:
     """The `summary` asset's summarizer (LLM when configured and installed, else extractive)."""
     from dagster import get_dagster_logger
@@ -500,6 +520,11 @@ def build_parser() -> argparse.ArgumentParser:
     sa = sub.add_parser("samples", help="generate the sample media set into a folder")
     sa.add_argument("out_dir")
     sa.set_defaults(func=cmd_samples)
+
+    u = sub.add_parser("ui", help="the results UI in the browser: search moments, open a media at that second")
+    u.add_argument("--port", type=int, default=8501)
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    u.set_defaults(func=cmd_ui)
 
     d = sub.add_parser("demo", help="generate sample media and analyse them (what `make demo` runs)")
     d.set_defaults(func=cmd_demo)

@@ -20,6 +20,23 @@ def ml(env: dict[str, str], *args: str, cwd: Path | None = None) -> subprocess.C
     return subprocess.run([str(MEDIALENS), *args], env=env, capture_output=True, text=True, timeout=600, cwd=cwd)
 
 
+def analysed_home(base: Path, files: list[Path]) -> tuple[dict[str, str], dict[str, str]]:
+    """A fresh home under `base` (the suite's settings) with `files` analysed through the CLI: its
+    environment and media name -> key (for module-scoped fixtures that search or browse results)."""
+    import json
+    import os
+
+    from tests.conftest import TEST_SETTINGS
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_"))}
+    env.update(MEDIALENS_HOME=str(base / "home"), DAGSTER_HOME=str(base / "dagster_home"))
+    (base / "home").mkdir()
+    (base / "home" / "medialens.yaml").write_text(TEST_SETTINGS)
+    p = ml(env, "analyse", *map(str, files), "--json")
+    assert p.returncode == 0, p.stderr
+    return env, {r["source_name"]: r["key"] for r in json.loads(p.stdout)["results"]}
+
+
 @pytest.mark.slow
 def test_analyse_good_and_bad_files_together(
     samples: dict[str, Path], bad_inputs: dict[str, Path], cli_env: dict[str, str], tmp_path: Path

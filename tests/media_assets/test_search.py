@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TEST_SETTINGS
-from tests.media_assets.test_cli import ml
+from tests.media_assets.test_cli import analysed_home, ml
 
 
 @pytest.fixture(scope="module")
@@ -16,18 +16,8 @@ def analysed(
     samples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, str], dict[str, str]]:
     """talk.mp4 (slides), speech.mp3 (spoken harbour news) and chelsea.webp (a cat), analysed once."""
-    import os
-
-    home = tmp_path_factory.mktemp("search")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_"))}
-    env.update(MEDIALENS_HOME=str(home / "home"), DAGSTER_HOME=str(home / "dagster_home"))
-    (home / "home").mkdir()
-    (home / "home" / "medialens.yaml").write_text(TEST_SETTINGS)
     files = [samples[n] for n in ("talk.mp4", "speech.mp3", "chelsea.webp")]
-    p = ml(env, "analyse", *map(str, files), "--json")
-    assert p.returncode == 0, p.stderr
-    keys = {r["source_name"]: r["key"] for r in json.loads(p.stdout)["results"]}
-    return env, keys
+    return analysed_home(tmp_path_factory.mktemp("search"), files)
 
 
 def hits(env: dict[str, str], *args: str) -> list[dict]:

@@ -1,0 +1,98 @@
+"""The Search page: moments that match a query, each one click away from its media at that second."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from media_assets.config import Paths
+from media_assets.search import KINDS, MEDIA_KINDS, Filters, search_moments
+from media_assets.ui.state import open_media
+from media_assets.ui.text import escape_markdown, highlight, link_second, mmss, nearest_keyframe
+
+ANY = "any"
+LIMIT = 20
+
+
+def render() -> None:
+    st.title("Search")
+    if "q" not in st.session_state:  # a deep link's query fills the box once; typing takes over
+        st.session_state["q"] = st.query_params.get("q", "")
+    query = st.text_input("Search spoken words, slide text, tags and summaries", key="q").strip()
+    filters = _filters()
+    if query:
+        st.query_params["q"] = query  # the address bar is always a link to these results
+    elif "q" in st.query_params:
+        del st.query_params["q"]
+    if not query:
+        st.info('Type what was said or shown, e.g. "crane offline at pier 4".')
+        return
+    from resources import build_resources
+
+    resources = build_resources(Paths.from_env())
+    try:
+        result = search_moments(resources["qdrant"], query, filters, limit=LIMIT)
+    except ValueError as exc:  # filters that contradict each other, image search without CLIP
+        st.error(str(exc))
+        return
+    except (OSError, TimeoutError) as exc:  # Qdrant server unreachable, embedded store locked
+        st.error(f"Search is unavailable right now: {exc}")
+        return
+    hits: list[dict[str, Any]] = result["hits"]
+    counts: dict[str, int] = result["counts"]
+    if counts:
+        st.caption("Moments considered: " + " · ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+    if not hits:
+        st.warning("No matches. Try other words, widen the filters, or analyse more media (`medialens analyse`).")
+        return
+    _hits(resources["store"], hits, query)
+
+
+def _filters() -> Filters:
+    """The sidebar's narrowing of the search (each optional; they combine)."""
+    with st.sidebar:
+        st.header("Filters")
+        kind = st.selectbox("Source", [ANY, *KINDS], key="f_kind")
+        media_kind = st.selectbox("Media kind", [ANY, *MEDIA_KINDS], key="f_media_kind")
+        language = st.text_input("Spoken language (en, de, ...)", key="f_language").strip()
+        time_from = st.number_input("From second", min_value=0.0, value=None, step=1.0, key="f_from")
+        time_to = st.number_input("To second", min_value=0.0, value=None, step=1.0, key="f_to")
+    return Filters(
+        kind=None if kind == ANY else kind,
+        media_kind=None if media_kind == ANY else media_kind,
+        language=language or None,
+        time_from=time_from,
+        time_to=time_to,
+    )
+
+
+def _hits(store: Any, hits: list[dict[str, Any]], query: str) -> None:
+    """One row per hit: its keyframe, where and when, the snippet, and the way to its media."""
+    from media_assets.report import UnknownMedia, show
+
+    details: dict[str, dict[str, Any] | None] = {}  # show() once per media, not per hit
+    for i, hit in enumerate(hits):
+        key = hit["key"]
+        if key not in details:
+            try:
+                details[key] = show(store, key)
+            except UnknownMedia:  # forgotten since it was indexed
+                details[key] = None
+        media = details[key]
+        with st.container(border=True):
+            thumb, body, action = st.columns([2, 7, 2], vertical_alignment="center")
+            frame = nearest_keyframe(media.get("keyframes") if media else None, hit["start"])
+            with thumb:
+                if frame is not None:
+                    st.image(str(frame["path"]), width="stretch")
+                else:
+                    st.markdown(":material/graphic_eq:" if media and media["kind"] == "audio" else "")
+            with body:
+                name = escape_markdown((media or {}).get("source_name") or key)
+                when = mmss(hit["start"])
+                st.markdown(f"**{name}** · {hit['source']} · {when} · score {hit['score']:.4f}")
+                st.markdown(highlight(hit["text"], query))
+            with action:
+                t = link_second(hit["start"])
+                st.button(f"Open at {mmss(t)}", key=f"hit{i}", on_click=open_media, args=(key, t))
