@@ -797,18 +797,7 @@ class QdrantResource(ConfigurableResource):
         """Nearest points, optionally restricted by payload equality (e.g. one partition or model
         version); an analysis that has not run yet simply has no hits rather than failing."""
         query = np.asarray(vector, dtype=np.float64).tolist()
-        with self.client() as c:
-            if not c.collection_exists(collection):
-                return []
-            result = c.query_points(
-                collection,
-                query=query,
-                query_filter=_equality_filter(must),
-                limit=limit,
-                with_payload=True,
-                search_params=models.SearchParams(hnsw_ef=SEARCH_EF),
-            )
-        return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in result.points]
+        return self._query(collection, query, None, limit, must)
 
     def search_sparse(
         self,
@@ -822,18 +811,26 @@ class QdrantResource(ConfigurableResource):
         or its sparse vector `name` does not exist yet (indexed before it had one)."""
         if not vector.indices:
             return []
+        query = models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+        return self._query(collection, query, name, limit, must)
+
+    def _query(
+        self, collection: str, query: Any, using: str | None, limit: int, must: Mapping[str, Any] | None
+    ) -> list[Hit]:
+        """One query of the dense vector (`using` None) or a named sparse one, as `Hit`s."""
         with self.client() as c:
             if not c.collection_exists(collection):
                 return []
-            if name not in (c.get_collection(collection).config.params.sparse_vectors or {}):
+            if using is not None and using not in (c.get_collection(collection).config.params.sparse_vectors or {}):
                 return []
             result = c.query_points(
                 collection,
-                query=models.SparseVector(indices=list(vector.indices), values=list(vector.values)),
-                using=name,
+                query=query,
+                using=using,
                 query_filter=_equality_filter(must),
                 limit=limit,
                 with_payload=True,
+                search_params=models.SearchParams(hnsw_ef=SEARCH_EF) if using is None else None,
             )
         return [Hit(id=str(p.id), score=float(p.score), payload=dict(p.payload or {})) for p in result.points]
 
