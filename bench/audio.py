@@ -83,7 +83,7 @@ def make_speech(sentences: Sequence[str], voice: str, seconds: float, work: Path
     """At least `seconds` of espeak-ng speech cycling through `sentences`, as 16 kHz mono float32 samples,
     and the text spoken (whole sentences, so it is the exact reference for the word error rate)."""
     from media_assets.analysis.transcript import read_wav
-    from media_assets.samples import speak
+    from media_assets.service.samples import speak
 
     work.mkdir(parents=True, exist_ok=True)
     cache: dict[str, tuple[bytes, Any]] = {}
@@ -117,7 +117,7 @@ def make_speech(sentences: Sequence[str], voice: str, seconds: float, work: Path
 def whisper_rows(seconds: float, threads: int, work: Path) -> Any:
     """Print the speech-to-text table; return the base model's English transcript (for the summary)."""
     from media_assets.analysis import transcript as tr
-    from media_assets.samples import CLIP_SENTENCE, GERMAN, SLIDES, SPEECH
+    from media_assets.service.samples import CLIP_SENTENCE, GERMAN, SLIDES, SPEECH
 
     english = [SPEECH, *(said for _, said, _ in SLIDES), CLIP_SENTENCE, *ENGLISH_EXTRA]
     german = [GERMAN, *GERMAN_EXTRA]
@@ -156,7 +156,7 @@ def whisper_rows(seconds: float, threads: int, work: Path) -> Any:
 def talk_inputs() -> Any:
     """What the talk sample's analyses give: its narration as transcript, its slide titles as on-screen text."""
     from media_assets.analysis.summary import SummaryInputs
-    from media_assets.samples import SLIDE_S, SLIDES
+    from media_assets.service.samples import SLIDE_S, SLIDES
 
     return SummaryInputs.from_analyses(
         segments=[(i * SLIDE_S + 0.2, i * SLIDE_S + 4.5, said) for i, (_, said, _) in enumerate(SLIDES)],

@@ -3,7 +3,7 @@
 One run of 20 partitions x 10 trivial assets (about 440 events, 400 of them asset events: planned
 and materialised), after a warm-up run of 20 others, on:
 - Dagster's stock sqlite storage (one commit per event, two for asset events),
-- medialens's BatchingSqliteStorage (media_assets/event_storage.py: one commit per batch),
+- medialens's BatchingSqliteStorage (media_assets/plumbing/event_storage.py: one commit per batch),
 - with --postgres-url: Dagster's Postgres storage as is, and with DAGSTER_EVENT_BATCH_SIZE set
   (dagster-postgres then writes a step's materialisations in one insert; planned events stay
   one by one).
@@ -38,7 +38,7 @@ def one_storage(kind: str, postgres_url: str) -> None:
     )
     from dagster._core.instance.ref import InstanceRef
 
-    from media_assets.headless import instance_yaml
+    from media_assets.service.headless import instance_yaml
 
     keys = [f"p{i:03d}" for i in range(N_PARTITIONS)]
     parts = StaticPartitionsDefinition(keys)

@@ -29,12 +29,12 @@ def run_one(files: list[str]) -> dict:
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from media_assets.analysis.inspect import Limits
-    from media_assets.config import Paths, current_settings
+    from media_assets.assets.jobs import ANALYSE_JOB_NAME
     from media_assets.definitions import defs
-    from media_assets.headless import QUIET, dagster_instance
-    from media_assets.jobs import ANALYSE_JOB_NAME
-    from media_assets.partitions import MEDIA_PARTITIONS_NAME
-    from media_assets.registration import admit, register
+    from media_assets.plumbing.config import Paths, current_settings
+    from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
+    from media_assets.plumbing.registration import admit, register
+    from media_assets.service.headless import QUIET, dagster_instance
 
     instance = dagster_instance(Paths.from_env())
     store = defs.resources["store"]
@@ -78,7 +78,7 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "bench"))
     from vision import distinct_copies
 
-    from media_assets.samples import generate_samples
+    from media_assets.service.samples import generate_samples
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)

@@ -38,8 +38,8 @@ def through_daemon(files: list[Path], limit: int, root: Path, concurrent_runs: i
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
-    from media_assets.headless import instance_yaml
-    from media_assets.reanalyse import start_daemon, stop_daemon
+    from media_assets.service.headless import instance_yaml
+    from media_assets.service.reanalyse import start_daemon, stop_daemon
 
     home, dagster_home = root / "home", root / "dagster_home"
     inbox = home / "inbox"
@@ -130,7 +130,7 @@ def main() -> int:
         os.environ.update(MEDIALENS_HOME=str(tmp / "bare-home"), MEDIALENS_CONFIG=str(tmp / "medialens.yaml"))
         from vision import bare_loop, distinct_copies
 
-        from media_assets.samples import generate_samples
+        from media_assets.service.samples import generate_samples
 
         files = distinct_copies(generate_samples(tmp / "samples"), args.files, tmp / "copies")
         # First, while this process has loaded no model: a script that loads each model once and

@@ -92,10 +92,10 @@ def run(n: int, writers: int, timeout: float, root: Path) -> dict[str, Any]:
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
-    from media_assets.headless import instance_yaml
-    from media_assets.partitions import MEDIA_PARTITIONS_NAME
-    from media_assets.reanalyse import start_daemon, stop_daemon
-    from media_assets.staleness import find_stale
+    from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
+    from media_assets.plumbing.staleness import find_stale
+    from media_assets.service.headless import instance_yaml
+    from media_assets.service.reanalyse import start_daemon, stop_daemon
 
     home, dagster_home = root / "home", root / "dagster_home"
     inbox = home / "inbox"

@@ -7,7 +7,7 @@ queries in English, German and across the two). This script:
 1. generates the corpus and analyses it with the real `medialens analyse DIR --json` in a fresh
    home (a temporary folder, or `--home DIR`: kept there, and reused by the next run with the same
    `--home`, which then skips straight to step 2 — about 1 minute saved per measurement);
-2. runs every query through `media_assets.search.search` in this process, as `medialens search
+2. runs every query through `media_assets.service.search.search` in this process, as `medialens search
    QUERY --json --limit N` does (`--cli`: through the real command instead, one process per query,
    slower: ~10 s each);
 3. prints one JSON line: `{"queries", "top1", "mrr", "by_group": {en, de, cross}, "failures": [...]}`
@@ -61,8 +61,8 @@ def in_process(env: Mapping[str, str], limit: int) -> Callable[[str], list[dict[
         del os.environ[k]
     os.environ.update({k: v for k, v in env.items() if k.startswith(("MEDIALENS_", "DAGSTER_"))})
     # imported only now: the asset modules read their settings (MEDIALENS_HOME's medialens.yaml) at import
-    from media_assets.config import Paths
-    from media_assets.search import search
+    from media_assets.plumbing.config import Paths
+    from media_assets.service.search import search
     from resources import build_resources
 
     qdrant = build_resources(Paths.from_env())["qdrant"]

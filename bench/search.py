@@ -53,7 +53,7 @@ from resources.qdrant import QdrantResource, SparseVector, VectorPoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 512
-COLLECTION = "text"  # media_assets.search_index.COLLECTION (not imported: it loads the settings and model code)
+COLLECTION = "text"  # media_assets.assets.search_index.COLLECTION (not imported: it loads the settings and model code)
 ASSET = "search_index"
 VERSION = "bench-v1"
 SOURCES = ("transcript", "ocr", "tags", "summary")

@@ -88,13 +88,13 @@ def bare_loop(files: list[Path], out: Path, with_loads: bool = False) -> tuple[f
     from media_assets.analysis.audio import extract_audio
     from media_assets.analysis.inspect import Limits, inspect_media
     from media_assets.analysis.keyframes import KeyframeParams, extract_video_keyframes, image_keyframe
-    from media_assets.config import current_settings
-    from media_assets.faces import FACE_MODEL
-    from media_assets.ocr import OCR_MODEL
-    from media_assets.on_keyframes import KeyframeRef, run_on_keyframes
-    from media_assets.poses import POSE_MODEL
-    from media_assets.safety import SAFETY_MODEL
-    from media_assets.tags import TAG_MODEL
+    from media_assets.assets.faces import FACE_MODEL
+    from media_assets.assets.ocr import OCR_MODEL
+    from media_assets.assets.on_keyframes import KeyframeRef, run_on_keyframes
+    from media_assets.assets.poses import POSE_MODEL
+    from media_assets.assets.safety import SAFETY_MODEL
+    from media_assets.assets.tags import TAG_MODEL
+    from media_assets.plumbing.config import current_settings
 
     t_loads = time.perf_counter()
     settings = current_settings()
@@ -226,7 +226,7 @@ def main() -> int:
         (tmp / "medialens.yaml").write_text("summary:\n  backend: none\n")
         os.environ.update(MEDIALENS_HOME=str(tmp / "home"), MEDIALENS_CONFIG=str(tmp / "medialens.yaml"))
         from media_assets.cli import main as cli_main
-        from media_assets.samples import generate_samples
+        from media_assets.service.samples import generate_samples
 
         # Two instances: medialens's (written by the CLI: batched asset events) and one on Dagster's
         # stock sqlite storage, which analyses the same media as new bytes.

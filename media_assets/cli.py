@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from media_assets.config import ConfigError, Paths
+from media_assets.plumbing.config import ConfigError, Paths
 
 
 def _err(msg: str) -> None:
@@ -49,9 +49,9 @@ def _num(v: float | None, fmt: str = "{:.1f}") -> str:
 
 def _finish_interrupted_forgets(defs: Any, paths: Paths) -> None:
     """A forget that was killed half-way is finished before anything is analysed, so nothing it
-    was deleting can come back through this command (media_assets/forget.py journals)."""
-    from media_assets import forget
-    from media_assets.headless import dagster_instance, refresh_people
+    was deleting can come back through this command (media_assets/service/forget.py journals)."""
+    from media_assets.service import forget
+    from media_assets.service.headless import dagster_instance, refresh_people
 
     if not forget.pending_forgets(defs.resources["store"]):
         return
@@ -64,7 +64,7 @@ def _finish_interrupted_forgets(defs: Any, paths: Paths) -> None:
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
-    from media_assets.headless import analyse
+    from media_assets.service.headless import analyse
 
     paths = Paths.from_env()
     defs = _load_defs()
@@ -72,7 +72,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     _finish_interrupted_forgets(defs, paths)
     results = analyse(args.paths, defs, paths, progress=_err)
     if any(r.status == "ok" for r in results):
-        from media_assets.headless import refresh_people
+        from media_assets.service.headless import refresh_people
 
         people = refresh_people(defs, paths)
         _err(f"person dossiers: {people['persons']} persons ({people['unassigned']} faces unassigned)")
@@ -100,7 +100,7 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from media_assets.report import UnknownMedia, show
+    from media_assets.service.show import UnknownMedia, show
     from resources.store import MediaStore
 
     store = MediaStore(root=str(Paths.from_env().store))
@@ -132,8 +132,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_stale(args: argparse.Namespace) -> int:
-    from media_assets.headless import dagster_instance
-    from media_assets.staleness import find_stale
+    from media_assets.plumbing.staleness import find_stale
+    from media_assets.service.headless import dagster_instance
 
     defs = _load_defs()
     instance = dagster_instance(Paths.from_env())
@@ -154,8 +154,8 @@ def cmd_stale(args: argparse.Namespace) -> int:
 
 
 def cmd_reanalyse(args: argparse.Namespace) -> int:
-    from media_assets import reanalyse as ra
-    from media_assets.headless import dagster_instance
+    from media_assets.service import reanalyse as ra
+    from media_assets.service.headless import dagster_instance
 
     defs = _load_defs()
     store = defs.resources["store"]
@@ -183,7 +183,7 @@ def cmd_reanalyse(args: argparse.Namespace) -> int:
     _err(f"launched {len(ids)} backfill(s) for {len(plan.partitions)} partition(s) of {', '.join(plan.assets)} "
          f"(~{runs} run(s) of at most {args.max_per_run} partitions)")  # fmt: skip
     # DESIGN contract: backfill_id, partitions, runs, status; each chunk of N partitions is its own
-    # backfill (see media_assets/reanalyse.py), so backfill_id is the first and backfill_ids all of them
+    # backfill (see media_assets/service/reanalyse.py), so backfill_id is the first and backfill_ids all of them
     out: dict[str, Any] = {
         "backfill_id": ids[0],
         "backfill_ids": ids,
@@ -226,7 +226,7 @@ def cmd_reanalyse(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from media_assets.search import Filters, media_of_person, search_moments
+    from media_assets.service.search import Filters, media_of_person, search_moments
     from resources import build_resources
 
     paths = Paths.from_env()
@@ -296,14 +296,14 @@ def _dossier_summarizer(defs: Any) -> Any:
     """The `summary` asset's summarizer (LLM when configured and installed, else extractive)."""
     from dagster import get_dagster_logger
 
-    from media_assets.summary import summarizer
+    from media_assets.assets.summary import summarizer
 
     return summarizer(defs.resources["models"], get_dagster_logger())[0]
 
 
 def _unknown_persons(store: Any, ids: Sequence[str]) -> list[str]:
     """The ids among `ids` that the current dossiers do not hold (all of them before any run)."""
-    from media_assets.people import ASSET
+    from media_assets.assets.person_dossiers import ASSET
 
     manifest = store.read_manifest(ASSET, "library")
     if manifest is None:
@@ -314,8 +314,8 @@ def _unknown_persons(store: Any, ids: Sequence[str]) -> list[str]:
 
 def cmd_people(args: argparse.Namespace) -> int:
     from media_assets.analysis import people as persons
-    from media_assets.headless import refresh_people
-    from media_assets.people_log import append_decision
+    from media_assets.plumbing.people_log import append_decision
+    from media_assets.service.headless import refresh_people
 
     paths = Paths.from_env()
     defs = _load_defs()
@@ -346,7 +346,7 @@ def cmd_people(args: argparse.Namespace) -> int:
         _err(f"no person {args.args[0]!r} (list them with `medialens people`)")
         return 1
     if args.action == "show":
-        from media_assets.dossier import build_dossier
+        from media_assets.service.dossier import build_dossier
 
         pid = args.args[0]
         all_apps = store.read_table(manifest["tables"]["appearances"]).to_pylist()
@@ -390,8 +390,8 @@ def cmd_people(args: argparse.Namespace) -> int:
 
 
 def cmd_forget(args: argparse.Namespace) -> int:
-    from media_assets import forget
-    from media_assets.headless import dagster_instance, refresh_people
+    from media_assets.service import forget
+    from media_assets.service.headless import dagster_instance, refresh_people
 
     paths = Paths.from_env()
     defs = _load_defs()
@@ -429,7 +429,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
-    from media_assets.samples import generate_samples, require_tools
+    from media_assets.service.samples import generate_samples, require_tools
 
     require_tools()
     out = Path(args.out_dir)
@@ -446,7 +446,7 @@ def inbox_location(paths: Paths) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from media_assets.samples import generate_samples, require_tools
+    from media_assets.service.samples import generate_samples, require_tools
 
     paths = Paths.from_env()
     require_tools()
@@ -529,8 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate sample media and analyse them (what `make demo` runs)")
     d.set_defaults(func=cmd_demo)
 
-    # operations verbs: each module adds its own parser (media_assets/health.py, stats.py, backup.py)
-    from media_assets import backup, health, stats
+    # operations verbs: each module adds its own parser (media_assets/service/health.py, stats.py, backup.py)
+    from media_assets.service import backup, health, stats
 
     for verb in (health, stats, backup):
         verb.register(sub)
@@ -551,7 +551,7 @@ def _log_to_stderr() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # SIGTERM (systemd, docker stop, kill) stops a command the way Ctrl-C does: the run in
-    # progress ends CANCELED and what it had finished is kept (media_assets/run_guard.py).
+    # progress ends CANCELED and what it had finished is kept (media_assets/plumbing/run_guard.py).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     _log_to_stderr()
     try:

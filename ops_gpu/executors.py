@@ -9,7 +9,7 @@ once (`max_concurrent_runs`) and more machines (deploy/: Docker run launcher), n
 processes per run. `multiprocess` remains for machines with many cores and small models, where
 light steps and the audio branch can overlap; `MEDIALENS_MAX_CONCURRENT` caps its processes.
 
-Both are Dagster's executors wrapped by media_assets/run_guard.py: a run records its worker, never
+Both are Dagster's executors wrapped by media_assets/plumbing/run_guard.py: a run records its worker, never
 waits for a pool slot silently or forever, and ends CANCELED on Ctrl-C/SIGTERM.
 """
 
@@ -28,7 +28,7 @@ from dagster._core.definitions.executor_definition import (
     multiple_process_executor_requirements,
 )
 
-from media_assets.run_guard import GuardedExecutor
+from media_assets.plumbing.run_guard import GuardedExecutor
 
 EXECUTORS = ("in_process", "multiprocess")
 

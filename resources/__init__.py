@@ -8,7 +8,7 @@ from typing import Any
 
 from dagster import EnvVar
 
-from media_assets.config import Paths
+from media_assets.plumbing.config import Paths
 
 
 def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[str, Any]:

@@ -8,7 +8,7 @@ set in use; unset, a point costs one dictionary lookup.
 Points: `keyframes:frame` (a keyframe written during the decode), `model:<asset>` (a batch of
 keyframes about to go through that asset's model), `qdrant:upsert` (a partition's first points
 written, its stale ones not yet deleted), `events:index` (a batch of materialisation events in the
-run's log but not yet in the index), `forget:<media|person>.<step>` (media_assets/forget.py).
+run's log but not yet in the index), `forget:<media|person>.<step>` (media_assets/service/forget.py).
 """
 
 from __future__ import annotations

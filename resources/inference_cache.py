@@ -248,7 +248,7 @@ def redact(url: str) -> str:
 
 class ScopedCache:
     """One asset's view of the cache: keys are input digests, values lists of records (or any
-    encodable value). Fits `media_assets.on_keyframes.ResultCache`. Never raises for Redis."""
+    encodable value). Fits `media_assets.assets.on_keyframes.ResultCache`. Never raises for Redis."""
 
     def __init__(
         self,

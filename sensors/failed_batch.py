@@ -12,7 +12,7 @@ failed) is first re-executed from its failure by Dagster's run retries (dagster.
 crashes only); this sensor leaves such a run alone. A crash that Dagster no longer retries, or any
 failure that names no partition, retries each file of the range alone, so that a bad file (one
 that kills its worker every time) is found by its own run. Backfill runs are left to the backfill (its
-"re-execute from failure"), and the CLI splits its own in-process runs (media_assets/headless.py).
+"re-execute from failure"), and the CLI splits its own in-process runs (media_assets/service/headless.py).
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from dagster._core.storage.tags import (
     WILL_RETRY_TAG,
 )
 
-from media_assets.jobs import analyse_media_job
-from media_assets.partitions import MEDIA_PARTITIONS_NAME, partitions_run_request, range_chunks
-from media_assets.per_media import MAX_PARTITIONS_PER_RUN, failed_partitions
-from media_assets.staleness import GraphOnly, missing_by_partition
+from media_assets.assets.jobs import analyse_media_job
+from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME, partitions_run_request, range_chunks
+from media_assets.plumbing.per_media import MAX_PARTITIONS_PER_RUN, failed_partitions
+from media_assets.plumbing.staleness import GraphOnly, missing_by_partition
 
 SPLIT_FROM_TAG = "medialens/split_from"
 

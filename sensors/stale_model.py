@@ -3,7 +3,7 @@
 Off by default (re-analysing a library costs hours of CPU; a user turns it on in the UI, or runs
 `medialens reanalyse` once). When on, each tick compares the code versions of the per-media assets
 with the ones it already handled (the cursor). For new versions it plans like `medialens
-reanalyse --all-stale` (media_assets/reanalyse.py): exact stale (asset, partition) pairs, dependants
+reanalyse --all-stale` (media_assets/service/reanalyse.py): exact stale (asset, partition) pairs, dependants
 included, never the unchanged upstream assets, and never partitions that were simply not analysed
 yet (the upload sensor owns those). It then requests runs of at most `MAX_PARTITIONS_PER_RUN`
 contiguous partitions (a partition-range run of the analysis job, subset to the stale assets),
@@ -29,10 +29,10 @@ from dagster import (
     sensor,
 )
 
-from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import MEDIA_PARTITIONS_NAME, partitions_run_request, range_chunks
-from media_assets.per_media import MAX_PARTITIONS_PER_RUN
-from media_assets.staleness import GraphOnly
+from media_assets.assets.jobs import ANALYSE_JOB_NAME
+from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME, partitions_run_request, range_chunks
+from media_assets.plumbing.per_media import MAX_PARTITIONS_PER_RUN
+from media_assets.plumbing.staleness import GraphOnly
 
 MAX_RUNS_PER_TICK = 4
 NEVER = "never materialised"
@@ -57,7 +57,7 @@ def versions_digest(graph: Any) -> str:
     "`medialens reanalyse` does the same once, as a backfill).",
 )
 def stale_model_sensor(context: SensorEvaluationContext) -> SensorResult:
-    from media_assets.reanalyse import plan
+    from media_assets.service.reanalyse import plan
 
     graph = context.repository_def.asset_graph if context.repository_def else None
     if graph is None:

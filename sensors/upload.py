@@ -52,10 +52,9 @@ from dagster._core.storage.tags import (
 )
 
 from media_assets.analysis.inspect import Limits
-from media_assets.config import current_settings
-from media_assets.forget import journal_path
-from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import (
+from media_assets.assets.jobs import ANALYSE_JOB_NAME
+from media_assets.plumbing.config import current_settings
+from media_assets.plumbing.partitions import (
     MEDIA_PARTITIONS_NAME,
     is_valid_key,
     key_for_existing_content,
@@ -63,8 +62,9 @@ from media_assets.partitions import (
     partitions_run_request,
     range_chunks,
 )
-from media_assets.per_media import MAX_PARTITIONS_PER_RUN
-from media_assets.registration import admit, register, registered_ts, stored_suffix, taken_source
+from media_assets.plumbing.per_media import MAX_PARTITIONS_PER_RUN
+from media_assets.plumbing.registration import admit, register, registered_ts, stored_suffix, taken_source
+from media_assets.service.forget import journal_path
 from resources.inbox import InboxResource
 from resources.store import MediaStore
 from sensors.failed_batch import range_members

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
-from media_assets.config import Paths
-from media_assets.headless import storage_config
-from media_assets.samples import generate_bad_inputs, generate_samples
+from media_assets.plumbing.config import Paths
+from media_assets.service.headless import storage_config
+from media_assets.service.samples import generate_bad_inputs, generate_samples
 from resources import build_resources, inference_cache
 from tests.redis_server import REDIS_SERVER, RedisServer
 

@@ -25,7 +25,7 @@ EXPECTED_GRAPH = {
     "search_index": {"transcript", "ocr_text", "tags", "summary"},
 }
 LIBRARY_GRAPH = {"person_dossiers": {"faces"}}  # unpartitioned: over every media
-# media_assets/checks.py: asset -> its checks (none blocking, all in the analysis job)
+# media_assets/assets/checks.py: asset -> its checks (none blocking, all in the analysis job)
 EXPECTED_CHECKS = {
     "keyframes": {"video_has_keyframes"},
     "transcript": {"audible_speech_is_transcribed"},

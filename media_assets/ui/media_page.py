@@ -7,13 +7,13 @@ from typing import Any
 
 import streamlit as st
 
-from media_assets.config import Paths
+from media_assets.plumbing.config import Paths
 from media_assets.ui.state import open_media, open_search
 from media_assets.ui.text import escape_markdown, link_second, mmss
 
 
 def render(key: str, t: int) -> None:
-    from media_assets.report import UnknownMedia, show
+    from media_assets.service.show import UnknownMedia, show
     from resources.store import MediaStore
 
     st.button("← Search", key="back", on_click=open_search, args=(str(st.session_state.get("q", "")),), type="tertiary")

@@ -6,8 +6,8 @@ from typing import Any
 
 import streamlit as st
 
-from media_assets.config import Paths
-from media_assets.search import KINDS, MEDIA_KINDS, Filters, search_moments
+from media_assets.plumbing.config import Paths
+from media_assets.service.search import KINDS, MEDIA_KINDS, Filters, search_moments
 from media_assets.ui.state import open_media
 from media_assets.ui.text import escape_markdown, highlight, link_second, mmss, nearest_keyframe
 
@@ -69,7 +69,7 @@ def _filters() -> Filters:
 
 def _hits(store: Any, hits: list[dict[str, Any]], query: str) -> None:
     """One row per hit: its keyframe, where and when, the snippet, and the way to its media."""
-    from media_assets.report import UnknownMedia, show
+    from media_assets.service.show import UnknownMedia, show
 
     details: dict[str, dict[str, Any] | None] = {}  # show() once per media, not per hit
     for i, hit in enumerate(hits):

@@ -1,4 +1,4 @@
-"""Tiny jobs on the guarded executor for tests/media_assets/test_run_guard.py: two assets in the
+"""Tiny jobs on the guarded executor for tests/media_assets/plumbing/test_run_guard.py: two assets in the
 `gpu` pool, one of which works (in Python, so an interrupt lands at once) for `GUARD_TEST_WORK_S`.
 
 `python -m tests.media_assets.guard_jobs` runs the job once against DAGSTER_HOME and prints the run

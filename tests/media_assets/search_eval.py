@@ -1,6 +1,6 @@
 """A moment-search evaluation set: generated media, queries with known answers, top-1 accuracy and MRR.
 
-Shared by `bench/ranking.py` (prints the numbers) and `tests/media_assets/test_search_ranking.py`
+Shared by `bench/ranking.py` (prints the numbers) and `tests/media_assets/service/test_search_ranking.py`
 (a floor and the OCR-vs-speech quality bar), so both measure the same thing.
 
 The corpus (`build_corpus`) is made here, deterministically, from espeak-ng speech and Pillow slides:
@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from media_assets.samples import render_slide, require_tools, speak
+from media_assets.service.samples import render_slide, require_tools, speak
 
 TIME_TOLERANCE_S = 2.0
 PAUSE_S = 0.5  # silence after each sentence: clear sentence ends for Whisper, exact starts for us

@@ -24,7 +24,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef
 
-from media_assets.headless import instance_yaml
+from media_assets.service.headless import instance_yaml
 from tests.conftest import TEST_SETTINGS
 
 MEDIALENS = Path(sys.executable).parent / "medialens"

@@ -11,12 +11,12 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, materialize
 
 from media_assets.analysis.inspect import Limits
-from media_assets.audio import audio_track
-from media_assets.frames import keyframes
-from media_assets.ingest import media_file
-from media_assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
-from media_assets.registration import admit, register
+from media_assets.assets.audio import audio_track
+from media_assets.assets.frames import keyframes
+from media_assets.assets.ingest import media_file
+from media_assets.assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
+from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.plumbing.registration import admit, register
 from resources.store import MediaStore
 
 ASSETS = [media_file, keyframes, audio_track]
@@ -168,6 +168,6 @@ def test_one_run_covers_several_partitions_and_names_the_bad_one(
 
 
 def _version(asset: str) -> str:
-    from media_assets.config import current_settings
+    from media_assets.plumbing.config import current_settings
 
     return current_settings().version(asset)

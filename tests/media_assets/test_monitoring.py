@@ -30,12 +30,12 @@ from dagster import (
 from dagster._core.event_api import AssetRecordsFilter
 from qdrant_client import models as qm
 
-from media_assets.checks import MEDIA_CHECKS
-from media_assets.config import Paths
+from media_assets.assets.checks import MEDIA_CHECKS
+from media_assets.assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
 from media_assets.definitions import defs
-from media_assets.headless import storage_config
-from media_assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
-from media_assets.per_media import Usage, record_usage
+from media_assets.plumbing.config import Paths
+from media_assets.plumbing.per_media import Usage, record_usage
+from media_assets.service.headless import storage_config
 from resources import build_resources
 from resources.store import MediaStore
 from tests.media_assets.test_graph import register_file

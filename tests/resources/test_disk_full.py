@@ -21,7 +21,7 @@ from dagster import build_asset_context
 
 from media_assets.analysis import people as persons
 from media_assets.analysis.keyframes import KeyframeParams
-from media_assets.people_log import append_decision, decisions_path, load_decisions
+from media_assets.plumbing.people_log import append_decision, decisions_path, load_decisions
 from resources.atomic import SCRATCH_DIR, StoreFull, encode_table, free_bytes
 from resources.store import MediaStore
 
@@ -140,7 +140,7 @@ def test_an_original_that_would_not_fit_is_refused_before_copying(small_fs: Path
 
 
 def test_a_keyframe_folder_that_does_not_fit(small_fs: Path, samples: dict[str, Path]) -> None:
-    from media_assets.frames import ASSET, VERSION, keyframes_for
+    from media_assets.assets.frames import ASSET, VERSION, keyframes_for
 
     store = MediaStore(root=str(small_fs / "store"))
     media = {"kind": "video", "path": str(samples["talk.mp4"]), "duration_s": 24.0, "source_name": "talk.mp4"}
@@ -163,7 +163,7 @@ def test_a_keyframe_folder_that_does_not_fit(small_fs: Path, samples: dict[str, 
 
 
 def test_a_wav_that_does_not_fit(small_fs: Path, samples: dict[str, Path]) -> None:
-    from media_assets.audio import audio_for
+    from media_assets.assets.audio import audio_for
 
     store = MediaStore(root=str(small_fs / "store"))
     media = {"kind": "audio", "audio_codec": "mp3", "path": str(samples["speech.mp3"]), "duration_s": 9.08}

@@ -15,7 +15,7 @@ import pytest
 from dagster import asset, materialize
 
 from media_assets.analysis import people as persons
-from media_assets.people_log import append_decision, decisions_path, load_decisions
+from media_assets.plumbing.people_log import append_decision, decisions_path, load_decisions
 from resources import atomic
 from resources.atomic import SCRATCH_DIR, StoreFull, scratch_folder, worker_of
 from resources.store import MediaStore

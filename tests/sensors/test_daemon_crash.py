@@ -22,9 +22,9 @@ from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
-from media_assets.headless import instance_yaml
-from media_assets.reanalyse import start_daemon, stop_daemon
-from media_assets.staleness import missing_by_partition
+from media_assets.plumbing.staleness import missing_by_partition
+from media_assets.service.headless import instance_yaml
+from media_assets.service.reanalyse import start_daemon, stop_daemon
 from resources.workers import PID_TAG, RUN_TAG
 from tests.conftest import TEST_CONFIG
 

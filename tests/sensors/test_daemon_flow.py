@@ -15,9 +15,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.instance.ref import InstanceRef
 
-from media_assets.headless import instance_yaml
-from media_assets.reanalyse import start_daemon, stop_daemon
-from media_assets.staleness import find_stale
+from media_assets.plumbing.staleness import find_stale
+from media_assets.service.headless import instance_yaml
+from media_assets.service.reanalyse import start_daemon, stop_daemon
 from sensors.failed_batch import SPLIT_FROM_TAG
 from tests.conftest import TEST_CONFIG
 

@@ -15,8 +15,8 @@ from dagster import (
     build_run_status_sensor_context,
 )
 
-from media_assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
-from media_assets.staleness import missing_by_partition
+from media_assets.assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
+from media_assets.plumbing.staleness import missing_by_partition
 from resources.store import MediaStore
 from sensors.failed_batch import SPLIT_FROM_TAG, failed_batch_sensor, rerun_requests
 from tests.media_assets.test_graph import register_file

@@ -20,9 +20,9 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, RunRequest, SensorResult
 from dagster._core.event_api import AssetRecordsFilter
 
-from media_assets.config import Paths
-from media_assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.assets.jobs import ANALYSE_JOB_NAME, analyse_media_job
+from media_assets.plumbing.config import Paths
+from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
 from resources import build_resources
 from resources.inbox import InboxResource
 from resources.store import MediaStore

@@ -2,7 +2,7 @@
 
 The materialisations are reported as runless events with the `dagster/code_version` tag a run
 would give them (what `find_stale` reads), so the chunking logic is tested without running models;
-tests/media_assets/test_reanalyse.py covers the real runs.
+tests/media_assets/service/test_reanalyse.py covers the real runs.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from dagster import AssetKey, AssetMaterialization, AssetSelection, DagsterInstance, SensorResult, build_sensor_context
 
 import sensors.stale_model as sm
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
-from media_assets.staleness import CODE_VERSION_TAG
+from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.plumbing.staleness import CODE_VERSION_TAG
 
 PARTS = [f"p{i}-0000000000" for i in range(6)]
 

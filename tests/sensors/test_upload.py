@@ -24,11 +24,11 @@ from dagster._core.storage.tags import PARTITION_NAME_TAG, RUN_KEY_TAG, SENSOR_N
 from dagster._core.test_utils import create_run_for_test
 
 from media_assets.analysis.inspect import Limits
-from media_assets.config import Paths
-from media_assets.forget import journal_path
-from media_assets.jobs import ANALYSE_JOB_NAME
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
-from media_assets.registration import admit, register
+from media_assets.assets.jobs import ANALYSE_JOB_NAME
+from media_assets.plumbing.config import Paths
+from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.plumbing.registration import admit, register
+from media_assets.service.forget import journal_path
 from resources import build_resources
 from resources.inbox import InboxResource
 from resources.store import MediaStore

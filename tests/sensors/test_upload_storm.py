@@ -24,7 +24,7 @@ from typing import Any
 from dagster import DagsterInstance, RunRequest
 from PIL import Image
 
-from media_assets.partitions import MEDIA_PARTITIONS_NAME
+from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
 from resources.inbox import InboxResource
 from resources.store import MediaStore
 from tests.sensors.test_upload import apply_partitions, create_runs, evaluate, requested_partitions

@@ -154,7 +154,7 @@ class Index:
         self.vectors = embedder([p["text"] for p in self.payloads])
 
     def search(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
-        """What `media_assets.search.search` does with the store's hits: refine, then dedupe."""
+        """What `media_assets.service.search.search` does with the store's hits: refine, then dedupe."""
         query_vector = self.embedder([query])[0]
         scores = self.vectors @ query_vector
         found = [(p, float(s)) for p, s in zip(self.payloads, scores, strict=True)]
