@@ -153,6 +153,42 @@ def cmd_stale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_library(args: argparse.Namespace) -> int:
+    """`library`: every media with kind, duration, status and staleness (the UI's Library page)."""
+    from media_assets.service.headless import dagster_instance
+    from media_assets.service.library import library, totals
+
+    defs = _load_defs()
+    rows = library(defs.resources["store"], dagster_instance(Paths.from_env()), defs)
+    rows = [
+        r
+        for r in rows
+        if (args.kind is None or r["kind"] == args.kind)
+        and (args.status is None or r["status"] == args.status)
+        and (not args.stale or r["stale_assets"])
+    ]
+    if args.json:
+        _emit({"media": rows, "totals": totals(rows)})
+        return 0
+    if not rows:
+        print("no media" + (" match" if args.kind or args.status or args.stale else " yet: `medialens analyse PATH`"))
+        return 0
+    table = [
+        [
+            r["source_name"] or "-",
+            r["kind"] or "-",
+            _num(r["duration_s"]),
+            r["status"],
+            ",".join(r["stale_assets"]) or "-",
+            r["added"] or "-",
+            r["key"],
+        ]
+        for r in rows
+    ]
+    print(_table(table, ["name", "kind", "seconds", "status", "stale", "added", "key"]))
+    return 0
+
+
 def cmd_reanalyse(args: argparse.Namespace) -> int:
     from media_assets.service import reanalyse as ra
     from media_assets.service.headless import dagster_instance
@@ -292,89 +328,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return proc.wait()
 
 
-def _dossier_summarizer(defs: Any) -> Any:
-    """The `summary` asset's summarizer (LLM when configured and installed, else extractive)."""
-    from dagster import get_dagster_logger
-
-    from media_assets.assets.summary import summarizer
-
-    return summarizer(defs.resources["models"], get_dagster_logger())[0]
-
-
-def _unknown_persons(store: Any, ids: Sequence[str]) -> list[str]:
-    """The ids among `ids` that the current dossiers do not hold (all of them before any run)."""
-    from media_assets.assets.person_dossiers import ASSET
-
-    manifest = store.read_manifest(ASSET, "library")
-    if manifest is None:
-        return list(ids)
-    known = {r["person_id"] for r in store.read_table(manifest["tables"]["persons"]).to_pylist()}
-    return [i for i in ids if i not in known]
-
-
 def cmd_people(args: argparse.Namespace) -> int:
-    from media_assets.analysis import people as persons
-    from media_assets.plumbing.people_log import append_decision
-    from media_assets.service.headless import refresh_people
+    """A thin printer over `service/people.py` (the UI's People page calls the same functions)."""
+    from media_assets.service import people as people_service
 
     paths = Paths.from_env()
     defs = _load_defs()
-    store = defs.resources["store"]
     want = {"show": 1, "name": 2, "merge": 2, "split": 2, None: 0}[args.action]
     if len(args.args) != want:
         _err(f"people {args.action or ''}: expected {want} argument(s), got {len(args.args)}")
         return 2
-    if args.action in ("name", "merge", "split"):
-        # a decision about an unknown person would stay in the append-only log: refuse it first
-        unknown = _unknown_persons(store, args.args[:2] if args.action == "merge" else args.args[:1])
-        if unknown:
-            _err(f"no person {unknown[0]!r} (list them with `medialens people`)")
-            return 1
-    if args.action == "name":
-        append_decision(store, persons.Name(args.args[0], args.args[1]))
-    elif args.action == "merge":
-        append_decision(store, persons.Merge(args.args[0], args.args[1]))
-    elif args.action == "split":
-        append_decision(store, persons.Split(args.args[0], args.args[1]))
-    manifest = refresh_people(defs, paths)
-    rows = store.read_table(manifest["tables"]["persons"]).to_pylist()
-    people = [
-        {"person_id": r["person_id"], "name": r["name"], "media": r["media"], "appearances": r["count"]} for r in rows
-    ]
-    known = {p["person_id"] for p in people}
-    if args.action == "show" and args.args[0] not in known:
-        _err(f"no person {args.args[0]!r} (list them with `medialens people`)")
+    try:
+        if args.action == "show":
+            return _print_dossier(people_service.dossier(defs, paths, args.args[0]), args.json)
+        if args.action == "name":
+            people = people_service.name_person(defs, paths, args.args[0], args.args[1])
+        elif args.action == "merge":
+            people = people_service.merge_people(defs, paths, args.args[0], args.args[1])
+        elif args.action == "split":
+            people = people_service.split_person(defs, paths, args.args[0], args.args[1])
+        else:
+            people = people_service.list_people(defs, paths)
+    except (people_service.UnknownPerson, ValueError) as exc:  # refused before the decision log
+        _err(str(exc))
         return 1
-    if args.action == "show":
-        from media_assets.service.dossier import build_dossier
-
-        pid = args.args[0]
-        all_apps = store.read_table(manifest["tables"]["appearances"]).to_pylist()
-        apps = [r for r in all_apps if r["person_id"] == pid]
-        person = next(p for p in people if p["person_id"] == pid)
-        co = store.read_table(manifest["tables"]["co_appearances"]).to_pylist()
-        dossier = build_dossier(store, person, all_apps, co, _dossier_summarizer(defs))
-        if args.json:
-            _emit({**person, "appearances": apps, "dossier": dossier})
-            return 0
-        print(f"{pid}  {person['name'] or '(unnamed)'}  {person['appearances']} faces in {len(person['media'])} media")
-        if dossier["summary"]:
-            print(f"\n{dossier['summary']['title']}: {dossier['summary']['summary']}")
-        for m in dossier["media"]:
-            times = ", ".join(f"{a['t']:.1f}" for a in m["appearances"])
-            print(f"\n{m['key']} ({m['source_name']}): seen at {times} s")
-            for seg in m["transcript"]:
-                print(f"  said  {seg['start']:7.1f}  {seg['text']}")
-            for line in m["ocr"]:
-                print(f"  shown {line['first_t']:7.1f}  {line['text']}")
-            if m["safety"] and m["safety"]["verdict"] != "safe":
-                print(f"  safety: {m['safety']['verdict']} {[x['label'] for x in m['safety']['labels']]}")
-        if dossier["seen_with"]:
-            print(
-                "\nseen with: "
-                + ", ".join(f"{c['person_id']} ({c['same_keyframe']} keyframes)" for c in dossier["seen_with"])
-            )
-        return 0
     if args.json:
         _emit({"persons": people})
     elif not people:
@@ -389,6 +366,33 @@ def cmd_people(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_dossier(shown: dict[str, Any], as_json: bool) -> int:
+    """`people show ID`: the object `service.people.dossier` returns, as JSON or as text."""
+    if as_json:
+        _emit(shown)
+        return 0
+    dossier = shown["dossier"]
+    faces = len(shown["appearances"])
+    print(f"{shown['person_id']}  {shown['name'] or '(unnamed)'}  {faces} faces in {len(shown['media'])} media")
+    if dossier["summary"]:
+        print(f"\n{dossier['summary']['title']}: {dossier['summary']['summary']}")
+    for m in dossier["media"]:
+        times = ", ".join(f"{a['t']:.1f}" for a in m["appearances"])
+        print(f"\n{m['key']} ({m['source_name']}): seen at {times} s")
+        for seg in m["transcript"]:
+            print(f"  said  {seg['start']:7.1f}  {seg['text']}")
+        for line in m["ocr"]:
+            print(f"  shown {line['first_t']:7.1f}  {line['text']}")
+        if m["safety"] and m["safety"]["verdict"] != "safe":
+            print(f"  safety: {m['safety']['verdict']} {[x['label'] for x in m['safety']['labels']]}")
+    if dossier["seen_with"]:
+        print(
+            "\nseen with: "
+            + ", ".join(f"{c['person_id']} ({c['same_keyframe']} keyframes)" for c in dossier["seen_with"])
+        )
+    return 0
+
+
 def cmd_forget(args: argparse.Namespace) -> int:
     from media_assets.service import forget
     from media_assets.service.headless import dagster_instance, refresh_people
@@ -397,17 +401,20 @@ def cmd_forget(args: argparse.Namespace) -> int:
     defs = _load_defs()
     res = defs.resources
     res["store"].sweep_scratch()  # half-written files of killed processes may hold its data too
-    instance = dagster_instance(paths)
-    run = forget.forget_media if args.what == "media" else forget.forget_person
     try:
-        done = run(
-            args.id,
-            instance,
-            res["store"],
-            res["qdrant"],
-            res["inference_cache"].process_config_and_initialize(),  # resolves REDIS_URL outside a run
-            lambda: refresh_people(defs, paths),
-        )
+        if args.what == "person":  # the same call as the UI's People page
+            from media_assets.service.people import forget as forget_person
+
+            done = forget_person(defs, paths, args.id)
+        else:
+            done = forget.forget_media(
+                args.id,
+                dagster_instance(paths),
+                res["store"],
+                res["qdrant"],
+                res["inference_cache"].process_config_and_initialize(),  # resolves REDIS_URL outside a run
+                lambda: refresh_people(defs, paths),
+            )
     except forget.NothingToForget:
         _err(
             f"no {args.what} {args.id!r} is known here" + ("" if args.what == "media" else " (see `medialens people`)")
@@ -425,6 +432,51 @@ def cmd_forget(args: argparse.Namespace) -> int:
     )
     for note in done.notes:
         print(f"note: {note}")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    """`review`: the safety review queue; `review KEY approve|reject|note [--note TEXT]` records a
+    decision in the append-only review log (media_assets/service/review.py). Runs no model."""
+    from media_assets.service import review
+    from resources.store import MediaStore
+
+    store = MediaStore(root=str(Paths.from_env().store))
+    if args.key is None:
+        items = review.queue(store)
+        if args.json:
+            _emit({"queue": items})
+        elif not items:
+            print("nothing to review: no media with a review or unsafe verdict is waiting for a decision")
+        else:
+            for item in items:
+                note = f"  note: {item['review']['note']}" if item["review"] else ""
+                print(f"{item['key']}  ({item['source_name']})  {item['verdict']}{note}")
+                for reason in item["reasons"]:
+                    print(f"    {reason}")
+                for kf in item["keyframes"]:
+                    labels = ", ".join(f"{lb['label']} {lb['score']:.2f}" for lb in kf["labels"]) or "-"
+                    print(f"    t={kf['t']:8.2f}  {labels}  {kf['path']}")
+        return 0
+    if args.decision is None:
+        _err("review KEY: say approve, reject or note (e.g. `medialens review KEY approve`)")
+        return 2
+    try:
+        done = review.decide(store, args.key, args.decision, args.note)
+    except review.UnknownMedia:
+        _err(f"no media with key {args.key!r} (see `medialens review` for the queue)")
+        return 1
+    except review.BadDecision as exc:
+        _err(f"review {args.key}: {exc}")
+        return 2
+    except review.NotReviewable as exc:
+        _err(f"review {args.key}: {exc}")
+        return 1
+    if args.json:
+        _emit(done)
+    else:
+        rec = done["recorded"]
+        print(f"{rec['decision']} recorded for {rec['key']} (verdict {rec['verdict']}) at {rec['at']}")
     return 0
 
 
@@ -483,6 +535,13 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_stale)
 
+    li = sub.add_parser("library", help="every media: kind, duration, status and stale analyses")
+    li.add_argument("--kind", choices=["video", "audio", "image"])
+    li.add_argument("--status", choices=["analysed", "analysing", "failed", "registered-not-ingested"])
+    li.add_argument("--stale", action="store_true", help="only media with a stale analysis")
+    li.add_argument("--json", action="store_true")
+    li.set_defaults(func=cmd_library)
+
     ra = sub.add_parser("reanalyse", aliases=["reanalyze"], help="redo stale partitions as a Dagster backfill")
     ra.add_argument("--asset", action="append", help="asset to redo (repeatable); its dependants follow")
     ra.add_argument("--all-stale", action="store_true", help="every stale partition of every asset")
@@ -516,6 +575,13 @@ def build_parser() -> argparse.ArgumentParser:
     fo.add_argument("id", help="media KEY (see `analyse`/`show`) or person ID (see `people`)")
     fo.add_argument("--json", action="store_true")
     fo.set_defaults(func=cmd_forget)
+
+    rv = sub.add_parser("review", help="safety review queue: list, or KEY approve|reject|note [--note TEXT]")
+    rv.add_argument("key", nargs="?", help="media KEY to decide on; without it, list the queue")
+    rv.add_argument("decision", nargs="?", choices=["approve", "reject", "note"])
+    rv.add_argument("--note", help="a remark kept with the decision (required for `note`)")
+    rv.add_argument("--json", action="store_true")
+    rv.set_defaults(func=cmd_review)
 
     sa = sub.add_parser("samples", help="generate the sample media set into a folder")
     sa.add_argument("out_dir")

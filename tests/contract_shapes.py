@@ -201,6 +201,7 @@ SHOW = {
             "reasons": [STR],
             "labels": [{"t": NUM, "label": STR, "score": NUM, "box": Nullable([NUM])}],
             "restraint_cues": [dict],
+            "review": Nullable({"decision": OneOf("approve", "reject", "note"), "at": STR, "note": Nullable(STR)}),
         }
     ),
     "tags": Nullable([{"label": STR, "score": NUM, "frames": INT}]),
@@ -283,6 +284,40 @@ FORGET = {
     "runs_deleted": INT,
     "face_rows": INT,
     "notes": [STR],
+}
+
+REVIEW_DECISION = {"decision": OneOf("approve", "reject", "note"), "at": STR, "note": Nullable(STR)}
+REVIEW_QUEUE = {
+    "queue": [
+        {
+            "key": STR,
+            "source_name": STR,
+            "verdict": OneOf("review", "unsafe"),
+            "reasons": [STR],
+            "restraint_cues": [dict],
+            "safety_version": Nullable(STR),
+            "keyframes": [
+                {
+                    "kf": INT,
+                    "t": NUM,
+                    "path": Nullable(STR),
+                    "labels": [{"label": STR, "score": NUM, "box": [NUM]}],
+                }
+            ],
+            "review": Nullable({**REVIEW_DECISION, "decision": OneOf("note")}),
+        }
+    ]
+}
+REVIEW_RECORDED = {
+    "recorded": {
+        "key": STR,
+        "decision": OneOf("approve", "reject", "note"),
+        "note": Nullable(STR),
+        "at": STR,
+        "verdict": STR,
+        "safety_version": Nullable(STR),
+    },
+    "review": Nullable(REVIEW_DECISION),
 }
 
 VISUAL_ANALYSES = ("ocr", "poses", "faces", "safety", "tags")
@@ -553,6 +588,43 @@ def check_stale_and_reanalyse(s: Session) -> list[str]:
     return errs
 
 
+def check_review(s: Session) -> list[str]:
+    """`review --json` and `review KEY approve --json`: shapes; an approved media leaves the queue
+    and `show` has the decision; an unknown key exits 1, a decision on a `safe` media exits 1, an
+    unknown decision exits 2. Records a decision: run it after the read-only steps."""
+    errs: list[str] = []
+    out = s.json_call(errs, REVIEW_QUEUE, "review", "review", "--json")
+    queue = (out or {}).get("queue", [])
+    known = set(s.ok_keys)
+    strangers = {i.get("key") for i in queue if isinstance(i, dict)} - known
+    if strangers:
+        errs.append(f"review: queue names media that were not analysed: {sorted(map(str, strangers))}")
+    if queue and isinstance(queue[0], dict) and queue[0].get("key") in known:
+        key = queue[0]["key"]
+        done = s.json_call(errs, REVIEW_RECORDED, "review KEY approve", "review", key, "approve", "--json")
+        if done is not None and (done.get("review") or {}).get("decision") != "approve":
+            errs.append(f"review {key} approve: `review` is {done.get('review')}, want the approval")
+        after = s.json_call(errs, REVIEW_QUEUE, "review (after approve)", "review", "--json")
+        if after is not None and any(i.get("key") == key for i in after.get("queue", [])):
+            errs.append(f"review {key} approve: still in the queue")
+        shown = s.run("show", key, "--json").out or {}
+        if ((shown.get("safety") or {}).get("review") or {}).get("decision") != "approve":
+            errs.append(f"review {key} approve: `show` has safety.review {(shown.get('safety') or {}).get('review')}")
+    queued = {i.get("key") for i in queue if isinstance(i, dict)}
+    visual = [r["key"] for r in s.results if r.get("status") == "ok" and r.get("kind") in ("video", "image")]
+    for key in [k for k in visual if k not in queued][:1]:
+        verdict = ((s.run("show", key, "--json").out or {}).get("safety") or {}).get("verdict")
+        if verdict == "safe" and (rc := s.run("review", key, "approve", "--json").rc) != 1:
+            errs.append(f"review of a safe media: exit code {rc}, want 1")
+    call = s.run("review", "nothing-0123456789", "approve", "--json")
+    if call.rc != 1:
+        errs.append(f"review of an unknown media: exit code {call.rc}, want 1")
+    call = s.run("review", "nothing-0123456789", "maybe", "--json")
+    if call.rc != 2:
+        errs.append(f"review with an unknown decision: exit code {call.rc}, want 2")
+    return errs
+
+
 def check_forget(s: Session) -> list[str]:
     """`forget person ID --json` and `forget media KEY --json`: shapes; the media is gone afterwards
     (`show` exits 1); an unknown id exits 1. Changes the library: run it last."""
@@ -586,6 +658,7 @@ STEPS: tuple[tuple[str, Callable[[Session], list[str]]], ...] = (
     ("search", check_search),
     ("people", check_people),
     ("stale/reanalyse", check_stale_and_reanalyse),
+    ("review", check_review),
     ("forget", check_forget),
 )
 """The steps after `check_analyse`, in the order they must run (forget changes the library)."""

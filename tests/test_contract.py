@@ -76,6 +76,11 @@ def test_stale_and_reanalyse_json(analysed: cs.Session) -> None:
 
 
 @pytest.mark.slow
+def test_review_json(analysed: cs.Session) -> None:
+    assert cs.check_review(analysed) == []
+
+
+@pytest.mark.slow
 def test_forget_json(analysed: cs.Session) -> None:
     """Last: it deletes a person and a media file from the module's library."""
     assert cs.check_forget(analysed) == []

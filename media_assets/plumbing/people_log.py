@@ -6,19 +6,14 @@ without importing the asset graph.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import logging
-import os
 from pathlib import Path
 
 from media_assets.analysis import people as persons
-from resources.atomic import is_no_space, store_full
+from media_assets.plumbing.append_log import AppendLog
 from resources.store import MediaStore
 
 DOSSIERS = "person_dossiers"
-
-log = logging.getLogger(__name__)
 
 
 def people_dir(store: MediaStore) -> Path:
@@ -29,31 +24,19 @@ def decisions_path(store: MediaStore) -> Path:
     return people_dir(store) / "decisions.jsonl"
 
 
+def _log(store: MediaStore) -> AppendLog[persons.Decision]:
+    return AppendLog(
+        store.path, decisions_path(store), persons.decision_from_json, item="decision", what="a person decision"
+    )
+
+
 def load_decisions(store: MediaStore) -> list[persons.Decision]:
     """The user's decisions, oldest first (one JSON object per line).
 
     A process killed in the middle of `append_decision` can leave the last line cut short, without
     its newline: that decision was never confirmed to anyone, so it is skipped with a warning (the
     next append cuts it off). A bad line anywhere else is damage, and an error naming the line."""
-    path = decisions_path(store)
-    if not path.exists():
-        return []
-    lines = path.read_bytes().split(b"\n")
-    tail = lines.pop()  # what follows the last newline: empty unless the last write was cut short
-    decisions = [_parse(path, n, raw) for n, raw in enumerate(lines, 1) if raw.strip()]
-    if tail.strip():
-        try:
-            decisions.append(_parse(path, len(lines) + 1, tail))
-        except ValueError as exc:
-            log.warning("ignoring the torn last line of %s (a write cut short): %s", path, exc)
-    return decisions
-
-
-def _parse(path: Path, line_no: int, raw: bytes) -> persons.Decision:
-    try:
-        return persons.decision_from_json(json.loads(raw.decode("utf-8")))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ValueError(f"{path}: line {line_no} is not a valid decision: {exc}") from exc
+    return _log(store).read()
 
 
 def append_decision(store: MediaStore, decision: persons.Decision) -> None:
@@ -61,61 +44,8 @@ def append_decision(store: MediaStore, decision: persons.Decision) -> None:
 
     A torn last line left by a killed append is cut off first, so the new decision starts a line
     of its own; a full disk leaves the log as it was and raises StoreFull. Appends from two
-    processes (two `people` commands) are serialised by a lock on the log."""
-    path = decisions_path(store)
-    line = (json.dumps(persons.decision_to_json(decision), sort_keys=True) + "\n").encode()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        if is_no_space(exc):
-            raise store_full(store.path, path, len(line), "a person decision") from exc
-        raise
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        end = os.fstat(fd).st_size
-        try:
-            end = _repair_tail(fd, path, end)
-            _write_at(fd, line, end)
-            os.fsync(fd)
-        except OSError as exc:
-            os.ftruncate(fd, end)
-            if is_no_space(exc):
-                raise store_full(store.path, path, len(line), "a person decision") from exc
-            raise
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _repair_tail(fd: int, path: Path, size: int) -> int:
-    """Make the log end with a newline; returns its new size. A cut-short last line is removed;
-    a complete one that lost only its newline gets it back (it was readable, so it counts)."""
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return size
-    start, tail = size, b""
-    while start > 0:  # back to the newline before the torn line (the log is small; blocks anyway)
-        step = min(4096, start)
-        start -= step
-        tail = os.pread(fd, step, start) + tail
-        cut = tail.rfind(b"\n")
-        if cut >= 0:
-            start, tail = start + cut + 1, tail[cut + 1 :]
-            break
-    try:
-        _parse(path, 0, tail)
-    except ValueError:
-        log.warning("cutting off the torn last line of %s (a write cut short): %r", path, tail[:200])
-        os.ftruncate(fd, start)
-        return start
-    _write_at(fd, b"\n", size)
-    return size + 1
-
-
-def _write_at(fd: int, data: bytes, offset: int) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(fd, view, offset)
-        view, offset = view[written:], offset + written
+    processes (two `people` commands) are serialised by a lock on the log (plumbing/append_log.py)."""
+    _log(store).append(persons.decision_to_json(decision))
 
 
 def forgotten_faces(store: MediaStore) -> tuple[set[str], set[str]]:
@@ -191,8 +121,7 @@ def scrub_media(store: MediaStore, key: str) -> int:
 
 def rewrite_decisions(store: MediaStore, decisions: list[persons.Decision]) -> None:
     """Replace the whole log atomically (used only to remove what the user asked to forget)."""
-    text = "".join(json.dumps(persons.decision_to_json(d), sort_keys=True) + "\n" for d in decisions)
-    store.write_bytes(decisions_path(store), text.encode())
+    _log(store).rewrite(persons.decision_to_json(d) for d in decisions)
 
 
 def drop_names(store: MediaStore, person_id: str) -> int:

@@ -8,7 +8,7 @@ asset's current code_version. A partition stale in one asset is stale in everyth
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,10 +35,14 @@ class StalePartition:
         return asdict(self)
 
 
-def latest_records(instance: DagsterInstance, asset_key: AssetKey) -> dict[str, Any]:
-    """Partition -> the EventLogRecord of its latest materialisation: two queries, the second
-    chunked by storage id (one query per partition took minutes at thousands of media)."""
+def latest_records(
+    instance: DagsterInstance, asset_key: AssetKey, partitions: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Partition -> the EventLogRecord of its latest materialisation (of `partitions` when given):
+    two queries, the second chunked by storage id (one per partition took minutes at thousands of media)."""
     latest = instance.get_latest_storage_id_by_partition(asset_key, DagsterEventType.ASSET_MATERIALIZATION)
+    if partitions is not None:
+        latest = {part: sid for part, sid in latest.items() if part in partitions}
     by_storage = {sid: part for part, sid in latest.items()}
     out: dict[str, Any] = {}
     ids = list(by_storage)
@@ -52,11 +56,13 @@ def latest_records(instance: DagsterInstance, asset_key: AssetKey) -> dict[str, 
     return out
 
 
-def recorded_versions(instance: DagsterInstance, asset_key: AssetKey) -> dict[str, str | None]:
+def recorded_versions(
+    instance: DagsterInstance, asset_key: AssetKey, partitions: Collection[str] | None = None
+) -> dict[str, str | None]:
     """Partition -> code_version of its latest materialisation."""
     return {
         part: (record.event_log_entry.tags or {}).get(CODE_VERSION_TAG)
-        for part, record in latest_records(instance, asset_key).items()
+        for part, record in latest_records(instance, asset_key, partitions).items()
     }
 
 
@@ -72,11 +78,17 @@ class GraphOnly:
 
 
 def find_stale(
-    instance: DagsterInstance, defs: Definitions, assets: Iterable[str] | None = None
+    instance: DagsterInstance,
+    defs: Definitions,
+    assets: Iterable[str] | None = None,
+    partitions: Iterable[str] | None = None,
 ) -> list[StalePartition]:
-    """Stale (asset, partition) pairs for media partitions, dependants of a stale asset included."""
+    """Stale (asset, partition) pairs for media partitions, dependants of a stale asset included
+    (of `partitions` only, when given: the media page asks about one)."""
     graph = defs.resolve_asset_graph()
-    partitions = list(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
+    known = instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME)
+    only = None if partitions is None else set(partitions)
+    partitions = [p for p in known if only is None or p in only]
     media_assets = [
         k
         for k in graph.toposorted_asset_keys
@@ -88,7 +100,7 @@ def find_stale(
     for key in media_assets:  # topological order: upstream verdicts are known before dependants
         node = graph.get(key)
         current = node.code_version or ""
-        recorded = recorded_versions(instance, key)
+        recorded = recorded_versions(instance, key, only)
         for p in partitions:
             rec = recorded.get(p)
             upstream_stale = sorted(u.to_user_string() for u in node.parent_entity_keys if u in stale_by_partition[p])

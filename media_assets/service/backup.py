@@ -583,13 +583,13 @@ class Backup:
             with suppress(OSError):
                 total += p.stat().st_size
         self.progress.start("store", len(files), total)
-        from media_assets.plumbing.people_log import decisions_path
+        from media_assets.plumbing import people_log, review_log
         from resources.store import MediaStore
 
-        decisions = decisions_path(MediaStore(root=str(store)))
+        logs = {log.decisions_path(MediaStore(root=str(store))) for log in (people_log, review_log)}
         for p in files:
             rel = f"store/{p.relative_to(store).as_posix()}"
-            if p == decisions:  # appended in place under a lock: copied under it, never mid-append
+            if p in logs:  # decision logs are appended in place under a lock: copied under it, never mid-append
                 with _flocked(p):
                     self.add_file(rel, p, reuse=False)
             else:

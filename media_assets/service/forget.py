@@ -6,8 +6,9 @@ A deletion request must leave nothing to find (DESIGN: person data). What each f
   points in every Qdrant collection, cached model results for its keyframes and audio, its
   Dagster partition and the runs that analysed only it (their logs hold previews of its text),
   and its faces in the person dossiers (re-clustered without them; decisions about its faces are
-  dropped from the log). Runs that covered several media at once (backfill chunks) also hold
-  other media's history, so they are kept and reported.
+  dropped from the log), and the safety review decisions about it (plumbing/review_log.py). Runs
+  that covered several media at once (backfill chunks) also hold other media's history, so they
+  are kept and reported.
 - person: its face rows (with their thumbnail crops) in every media's faces table, their vectors,
   the cached face results of those keyframes, the earlier dossier runs (their metadata may show
   the name), and the person itself. A `ForgetPerson` decision keeps those faces out of every
@@ -47,6 +48,7 @@ from dagster._core.storage.dagster_run import RunsFilter
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from media_assets.analysis import people as persons
+from media_assets.plumbing import review_log
 from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
 from media_assets.plumbing.people_log import (
     DOSSIERS,
@@ -66,7 +68,16 @@ JOURNAL_DIR = "forget"
 JOURNAL_FORMAT = 1
 RESUMED_NOTE = "resumed an interrupted forget: finished what it had not deleted yet"
 # Store folders that are not per-asset output folders.
-_NOT_ASSET_DIRS = {"media", "manifests", "sources", "incoming", "person_dossiers", "reports", JOURNAL_DIR}
+_NOT_ASSET_DIRS = {
+    "media",
+    "manifests",
+    "sources",
+    "incoming",
+    "person_dossiers",
+    review_log.REVIEW_DIR,
+    "reports",
+    JOURNAL_DIR,
+}
 # Media keys and person ids are `[A-Za-z0-9_-]`; anything else cannot name a journal file safely.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _WAITING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED]
@@ -404,6 +415,9 @@ def _forget_media_steps(
     if decisions:
         out.notes.append(f"{decisions} person decision(s) about its faces removed")
     _scrub_person_journals(store, key)
+    reviews = review_log.scrub_media(store, key)  # an atomic rewrite: a rerun finds nothing left to drop
+    if reviews:
+        out.notes.append(f"{reviews} safety review decision(s) about it removed")
     _fault_point("media.decisions")
 
     done = instance.get_run_records(RunsFilter(tags={PARTITION_TAG: key}))

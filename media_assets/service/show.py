@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from media_assets.plumbing.people_log import person_of_faces
+from media_assets.plumbing.review_log import review_of
 from resources.store import MediaStore
 
 # Keys of the contract filled by analysis assets; null until that analysis exists for the file.
@@ -90,6 +91,8 @@ def show(store: MediaStore, key: str) -> dict[str, Any]:
             "reasons": safety["reasons"],
             "labels": store.read_table(safety["table"]).select(["t", "label", "score", "box"]).to_pylist(),
             "restraint_cues": safety["restraint_cues"],
+            # a person's decision on this verdict (plumbing/review_log.py); null when none applies
+            "review": review_of(store, key, safety["verdict"]),
         }
     transcript = store.read_manifest("transcript", key)
     if transcript and transcript.get("table"):

@@ -7,7 +7,7 @@ from typing import Any
 import streamlit as st
 
 from media_assets.plumbing.config import Paths
-from media_assets.service.search import KINDS, MEDIA_KINDS, Filters, search_moments
+from media_assets.service.search import KINDS, MEDIA_KINDS, Filters, media_of_person, search_moments
 from media_assets.ui.state import open_media
 from media_assets.ui.text import escape_markdown, highlight, link_second, mmss, nearest_keyframe
 
@@ -20,7 +20,9 @@ def render() -> None:
     if "q" not in st.session_state:  # a deep link's query fills the box once; typing takes over
         st.session_state["q"] = st.query_params.get("q", "")
     query = st.text_input("Search spoken words, slide text, tags and summaries", key="q").strip()
-    filters = _filters()
+    from resources.store import MediaStore
+
+    filters = _filters(MediaStore(root=str(Paths.from_env().store)))
     if query:
         st.query_params["q"] = query  # the address bar is always a link to these results
     elif "q" in st.query_params:
@@ -49,19 +51,28 @@ def render() -> None:
     _hits(resources["store"], hits, query)
 
 
-def _filters() -> Filters:
+def _filters(store: Any) -> Filters:
     """The sidebar's narrowing of the search (each optional; they combine)."""
+    from media_assets.service.people import definitions_for, list_people
+
+    paths = Paths.from_env()
+    people: dict[str, str] = {ANY: ANY} | {
+        p["person_id"]: f"{p['name'] or p['person_id']} ({len(p['media'])} media)"
+        for p in list_people(definitions_for(paths), paths, refresh=False)
+    }
     with st.sidebar:
         st.header("Filters")
         kind = st.selectbox("Source", [ANY, *KINDS], key="f_kind")
         media_kind = st.selectbox("Media kind", [ANY, *MEDIA_KINDS], key="f_media_kind")
         language = st.text_input("Spoken language (en, de, ...)", key="f_language").strip()
+        person = st.selectbox("Person seen in the media", list(people), format_func=people.__getitem__, key="f_person")
         time_from = st.number_input("From second", min_value=0.0, value=None, step=1.0, key="f_from")
         time_to = st.number_input("To second", min_value=0.0, value=None, step=1.0, key="f_to")
     return Filters(
         kind=None if kind == ANY else kind,
         media_kind=None if media_kind == ANY else media_kind,
         language=language or None,
+        person_media=None if person in (None, ANY) else tuple(media_of_person(store, str(person))),
         time_from=time_from,
         time_to=time_to,
     )
@@ -90,9 +101,9 @@ def _hits(store: Any, hits: list[dict[str, Any]], query: str) -> None:
                     st.markdown(":material/graphic_eq:" if media and media["kind"] == "audio" else "")
             with body:
                 name = escape_markdown((media or {}).get("source_name") or key)
-                when = mmss(hit["start"])
+                t = link_second(hit["start"], seen=hit["source"] != "transcript")  # where it opens
+                when = mmss(t)
                 st.markdown(f"**{name}** · {hit['source']} · {when} · score {hit['score']:.4f}")
                 st.markdown(highlight(hit["text"], query))
             with action:
-                t = link_second(hit["start"])
                 st.button(f"Open at {mmss(t)}", key=f"hit{i}", on_click=open_media, args=(key, t))

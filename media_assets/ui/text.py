@@ -51,10 +51,15 @@ def mmss(seconds: float | None) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
-def link_second(seconds: float | None) -> int:
-    """The whole second a deep link opens a moment at: rounded down, so the player starts just
-    before the words rather than after them; 0 for untimed hits (tags, summary)."""
-    return 0 if seconds is None or not math.isfinite(seconds) else max(0, math.floor(seconds))
+def link_second(seconds: float | None, seen: bool = False) -> int:
+    """The whole second a deep link opens a moment at; 0 for untimed hits (summary).
+
+    Heard moments (speech) round down, so the player starts just before the words. Seen moments
+    (a keyframe's OCR line, face, tag, label) round up: the keyframe at 5.96 s is the first frame
+    of its slide, and the frame at 5 s still shows the one before."""
+    if seconds is None or not math.isfinite(seconds):
+        return 0
+    return max(0, math.ceil(seconds) if seen else math.floor(seconds))
 
 
 def parse_second(raw: str | None) -> int:

@@ -221,9 +221,7 @@ def test_ctrl_c_during_a_qdrant_write_leaves_no_partial_partition(
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_reanalyse_wait_cancels_the_backfill_and_its_runs(
-    place: Path, samples: dict[str, Path]
-) -> None:
+def test_ctrl_c_during_reanalyse_wait_cancels_the_backfill_and_its_runs(place: Path, samples: dict[str, Path]) -> None:
     env = _fresh(place)
     config = Path(env["MEDIALENS_HOME"]) / "medialens.yaml"
     videos = [str(samples[n]) for n in ("talk.mp4", "clip.webm", "street.mkv")]

@@ -12,12 +12,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from media_assets.ui import APP
 from media_assets.ui import search_page as search_page_module
 from media_assets.ui.text import highlight, link_second, mmss, nearest_keyframe, parse_second
 from tests.media_assets.test_cli import MEDIALENS, analysed_home
-
-TIMEOUT = 180  # the first search loads the text embedder; the CI machine is slow and busy
+from tests.media_assets.ui.apptest import run_app
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +26,8 @@ def analysed(
     return analysed_home(tmp_path_factory.mktemp("ui"), [samples["talk.mp4"], samples["speech.mp3"]])
 
 
-@pytest.fixture
-def home(analysed: tuple[dict[str, str], dict[str, str]], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """AppTest runs the app in this process: point it at the analysed home; the media keys."""
-    env, keys = analysed
-    for name in ("MEDIALENS_HOME", "DAGSTER_HOME"):
-        monkeypatch.setenv(name, env[name])
-    monkeypatch.delenv("QDRANT_URL", raising=False)
-    return keys
-
-
 def app(**params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    at.query_params.update(params)
-    return at.run()
+    return run_app(**params)
 
 
 def video_start(at: AppTest) -> list[int]:
@@ -84,6 +70,28 @@ def test_media_deep_link_starts_the_player_there(home: dict[str, str]) -> None:
     seg.click().run()
     assert video_start(at) == [parse_second(str(at.query_params["t"]))]
     assert video_start(at) != [12]
+
+
+@pytest.mark.slow
+def test_media_page_has_a_keyframe_timeline_and_links_to_dagster(home: dict[str, str]) -> None:
+    key = home["talk.mp4"]
+    at = app(media=key)
+    assert not at.exception and not at.error
+    heads = [h.value for h in at.subheader]
+    timeline = next(h for h in heads if h.startswith("Keyframes ("))
+    frames = [b for b in at.button if b.key and b.key.startswith("kf")]
+    assert frames and timeline == f"Keyframes ({len(frames)})"
+    facts = [m.value for m in at.markdown]
+    assert any(f.startswith("**Faces:**") for f in facts), "the talk's faces are on the timeline"
+    captions = [img.caption for i in at.image for img in i.proto.imgs]
+    assert "unassigned" in captions, "each face on the timeline has its thumbnail, captioned by person"
+    assert any("**Tags:**" in f for f in facts)
+    # a keyframe's time seeks the player
+    frames[-1].click().run()
+    assert video_start(at) == [int(at.query_params["t"])] and int(at.query_params["t"]) > 0
+    assert "Analyses" in heads
+    links = next(m.value for m in at.markdown if "/assets/ocr_text?view=partitions&partition=" in m.value)
+    assert f"partition={key}" in links and "version `" in links and " · current" in links
 
 
 @pytest.mark.slow
@@ -143,7 +151,8 @@ def test_highlight_bolds_query_words_and_escapes_the_rest() -> None:
 
 def test_times_and_keyframes() -> None:
     assert [mmss(None), mmss(5.96), mmss(65), mmss(3725)] == ["-", "0:05", "1:05", "1:02:05"]
-    assert [link_second(None), link_second(5.96), link_second(-1.0)] == [0, 5, 0]
+    assert [link_second(None), link_second(5.96), link_second(-1.0)] == [0, 5, 0]  # heard: from before the words
+    assert [link_second(5.96, seen=True), link_second(6.0, seen=True), link_second(None, seen=True)] == [6, 6, 0]
     assert [parse_second(None), parse_second("12"), parse_second("12.7")] == [0, 12, 12]
     for bad in ("soon", "-3", "nan", "inf"):
         with pytest.raises(ValueError):
