@@ -9,7 +9,7 @@ import streamlit as st
 from media_assets.plumbing.config import Paths
 from media_assets.service.search import KINDS, MEDIA_KINDS, Filters, media_of_person, search_moments
 from media_assets.ui.state import open_media
-from media_assets.ui.text import escape_markdown, highlight, link_second, mmss, nearest_keyframe
+from media_assets.ui.text import escape_markdown, highlight, link_second, mmss, nearest_keyframe, source_label
 
 ANY = "any"
 LIMIT = 20
@@ -44,7 +44,7 @@ def render() -> None:
     hits: list[dict[str, Any]] = result["hits"]
     counts: dict[str, int] = result["counts"]
     if counts:
-        st.caption("Moments considered: " + " · ".join(f"{k} {n}" for k, n in sorted(counts.items())))
+        st.caption("Moments considered: " + " · ".join(f"{source_label(k)} {n}" for k, n in sorted(counts.items())))
     if not hits:
         st.warning("No matches. Try other words, widen the filters, or analyse more media (`medialens analyse`).")
         return
@@ -62,7 +62,7 @@ def _filters(store: Any) -> Filters:
     }
     with st.sidebar:
         st.header("Filters")
-        kind = st.selectbox("Source", [ANY, *KINDS], key="f_kind")
+        kind = st.selectbox("Source", [ANY, *KINDS], format_func=source_label, key="f_kind")
         media_kind = st.selectbox("Media kind", [ANY, *MEDIA_KINDS], key="f_media_kind")
         language = st.text_input("Spoken language (en, de, ...)", key="f_language").strip()
         person = st.selectbox("Person seen in the media", list(people), format_func=people.__getitem__, key="f_person")
@@ -103,7 +103,7 @@ def _hits(store: Any, hits: list[dict[str, Any]], query: str) -> None:
                 name = escape_markdown((media or {}).get("source_name") or key)
                 t = link_second(hit["start"], seen=hit["source"] != "transcript")  # where it opens
                 when = mmss(t)
-                st.markdown(f"**{name}** · {hit['source']} · {when} · score {hit['score']:.4f}")
+                st.markdown(f"**{name}** · {source_label(hit['source'])} · {when} · score {hit['score']:.4f}")
                 st.markdown(highlight(hit["text"], query))
             with action:
                 st.button(f"Open at {mmss(t)}", key=f"hit{i}", on_click=open_media, args=(key, t))

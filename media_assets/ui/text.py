@@ -13,6 +13,21 @@ _MARKDOWN = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$:])")
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+# What each kind of search hit is, in a reader's words (the CLI's `source` values are the keys).
+SOURCE_LABELS = {
+    "transcript": "speech",
+    "ocr": "text on screen",
+    "tags": "tag",
+    "summary": "summary",
+    "image": "image",
+}
+
+
+def source_label(kind: str) -> str:
+    """A hit's source as the UI names it (an unknown kind as it is)."""
+    return SOURCE_LABELS.get(kind, kind)
+
+
 def escape_markdown(text: str) -> str:
     """`text` shown literally by `st.markdown`."""
     return _MARKDOWN.sub(r"\\\1", text)

@@ -40,13 +40,13 @@ def test_search_deep_link_finds_the_slide_and_opens_it_at_that_second(home: dict
     at = app(q="crane offline")
     assert not at.exception and not at.error
     rows = [m.value for m in at.markdown]
-    hit = rows.index(next(r for r in rows if r.startswith("**talk\\.mp4** · ocr · ")))
+    hit = rows.index(next(r for r in rows if r.startswith("**talk\\.mp4** · text on screen · ")))
     assert rows[hit + 1] == "**Crane** **offline** at pier 4"  # the snippet, query words in bold
-    assert any(c.value.startswith("Moments considered: ") and "ocr " in c.value for c in at.caption)
+    assert any(c.value.startswith("Moments considered: ") and "text on screen " in c.value for c in at.caption)
     assert at.image and all(i.proto.imgs[0].url for i in at.image), "the talk's hits show a keyframe"
     # the first hit is the slide; its button opens the media page at its second (the URL too)
     first = rows[0]
-    assert first.startswith("**talk\\.mp4** · ocr · 0:0"), first
+    assert first.startswith("**talk\\.mp4** · text on screen · 0:0"), first
     at.button(key="hit0").click().run()
     t = int(at.query_params["t"])
     assert at.query_params["media"] == home["talk.mp4"]

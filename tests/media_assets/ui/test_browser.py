@@ -104,8 +104,8 @@ def test_search_hit_opens_the_player_at_its_second(
 
     page.goto(f"{base}/?q={quote('crane offline')}")
     wait_rendered(page)
-    row = page.get_by_test_id("stHorizontalBlock").filter(has_text="talk.mp4 · ocr ·").first
-    expect(row).to_contain_text(f"· ocr · {mmss(second)} ·", timeout=SETTLE_MS)  # the CLI's second
+    row = page.get_by_test_id("stHorizontalBlock").filter(has_text="talk.mp4 · text on screen ·").first
+    expect(row).to_contain_text(f"· text on screen · {mmss(second)} ·", timeout=SETTLE_MS)  # the CLI's second
     expect(row).to_contain_text("Crane offline at pier 4")
     screenshot(page, "search")
     row.get_by_role("button", name=f"Open at {mmss(second)}").click()
