@@ -133,6 +133,11 @@ class MediaStore(ConfigurableResource):
     def manifest_path(self, asset: str, key: str) -> Path:
         return self.path / "manifests" / asset / f"{key}.json"
 
+    def manifest_keys(self, asset: str) -> list[str]:
+        """The partitions `asset` has a manifest for, sorted (none before its first write)."""
+        folder = self.manifest_path(asset, "_").parent
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
     def write_manifest(self, asset: str, key: str, manifest: Mapping[str, Any]) -> None:
         self.write_bytes(self.manifest_path(asset, key), json.dumps(manifest, indent=2, default=str).encode())
 

@@ -160,6 +160,7 @@ SUMMARY = {
 SEGMENT = {"start": NUM, "end": NUM, "text": STR}
 OCR_LINE = {"text": STR, "first_t": NUM, "last_t": NUM}
 
+REVIEW_DECISION = {"decision": OneOf("approve", "reject", "note"), "at": STR, "note": Nullable(STR)}
 SHOW = {
     "key": STR,
     "source_name": STR,
@@ -201,7 +202,7 @@ SHOW = {
             "reasons": [STR],
             "labels": [{"t": NUM, "label": STR, "score": NUM, "box": Nullable([NUM])}],
             "restraint_cues": [dict],
-            "review": Nullable({"decision": OneOf("approve", "reject", "note"), "at": STR, "note": Nullable(STR)}),
+            "review": Nullable(REVIEW_DECISION),
         }
     ),
     "tags": Nullable([{"label": STR, "score": NUM, "frames": INT}]),
@@ -286,7 +287,6 @@ FORGET = {
     "notes": [STR],
 }
 
-REVIEW_DECISION = {"decision": OneOf("approve", "reject", "note"), "at": STR, "note": Nullable(STR)}
 REVIEW_QUEUE = {
     "queue": [
         {

@@ -77,6 +77,15 @@ class GraphOnly:
         return self.graph
 
 
+def media_asset_keys(graph: Any) -> list[AssetKey]:
+    """The per-media (partitioned, materialisable) assets, upstream before downstream."""
+    return [
+        k
+        for k in graph.toposorted_asset_keys
+        if graph.get(k).partitions_def is not None and graph.get(k).is_materializable
+    ]
+
+
 def find_stale(
     instance: DagsterInstance,
     defs: Definitions,
@@ -89,11 +98,7 @@ def find_stale(
     known = instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME)
     only = None if partitions is None else set(partitions)
     partitions = [p for p in known if only is None or p in only]
-    media_assets = [
-        k
-        for k in graph.toposorted_asset_keys
-        if graph.get(k).partitions_def is not None and graph.get(k).is_materializable
-    ]
+    media_assets = media_asset_keys(graph)
     wanted = set(assets) if assets else None
     stale_by_partition: dict[str, set[AssetKey]] = {p: set() for p in partitions}
     rows: list[StalePartition] = []

@@ -157,12 +157,9 @@ def totals(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _media_asset_keys(defs: Any) -> list[AssetKey]:
-    graph = defs.resolve_asset_graph()
-    return [
-        k
-        for k in graph.toposorted_asset_keys
-        if graph.get(k).partitions_def is not None and graph.get(k).is_materializable
-    ]
+    from media_assets.plumbing.staleness import media_asset_keys
+
+    return media_asset_keys(defs.resolve_asset_graph())
 
 
 def _asset_order(defs: Any) -> list[str]:

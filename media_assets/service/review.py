@@ -91,11 +91,6 @@ def _flagged_keyframes(store: MediaStore, key: str, manifest: dict[str, Any]) ->
     return out
 
 
-def _safety_keys(store: MediaStore) -> list[str]:
-    folder = store.path / "manifests" / "safety"
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
-
-
 def queue(store: MediaStore) -> list[dict[str, Any]]:
     """Media waiting for a person: verdict review/unsafe and no approve/reject made on that verdict.
 
@@ -104,7 +99,7 @@ def queue(store: MediaStore) -> list[dict[str, Any]]:
     (`{"decision": "note", at, note}`). Unsafe first, then by name."""
     records = review_log.load(store)
     items = []
-    for key in _safety_keys(store):
+    for key in store.manifest_keys("safety"):
         manifest = _safety(store, key)
         if manifest is None or manifest["verdict"] not in FLAGGED:
             continue

@@ -58,9 +58,7 @@ def media_keys(instance: DagsterInstance, store: MediaStore) -> list[str]:
     from media_assets.plumbing.partitions import MEDIA_PARTITIONS_NAME
 
     keys = dict.fromkeys(instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME))
-    folder = store.path / "manifests" / "media_file"
-    if folder.is_dir():
-        keys.update(dict.fromkeys(sorted(p.stem for p in folder.glob("*.json"))))
+    keys.update(dict.fromkeys(store.manifest_keys("media_file")))
     return list(keys)
 
 

@@ -20,9 +20,12 @@ def render() -> None:
     if "q" not in st.session_state:  # a deep link's query fills the box once; typing takes over
         st.session_state["q"] = st.query_params.get("q", "")
     query = st.text_input("Search spoken words, slide text, tags and summaries", key="q").strip()
-    from resources.store import MediaStore
+    from media_assets.service.people import definitions_for
 
-    filters = _filters(MediaStore(root=str(Paths.from_env().store)))
+    paths = Paths.from_env()
+    defs = definitions_for(paths)  # the resources, built once per page run: filters and search share them
+    resources = defs.resources
+    filters = _filters(defs, paths)
     if query:
         st.query_params["q"] = query  # the address bar is always a link to these results
     elif "q" in st.query_params:
@@ -30,9 +33,6 @@ def render() -> None:
     if not query:
         st.info('Type what was said or shown, e.g. "crane offline at pier 4".')
         return
-    from resources import build_resources
-
-    resources = build_resources(Paths.from_env())
     try:
         result = search_moments(resources["qdrant"], query, filters, limit=LIMIT)
     except ValueError as exc:  # filters that contradict each other, image search without CLIP
@@ -51,14 +51,14 @@ def render() -> None:
     _hits(resources["store"], hits, query)
 
 
-def _filters(store: Any) -> Filters:
+def _filters(defs: Any, paths: Paths) -> Filters:
     """The sidebar's narrowing of the search (each optional; they combine)."""
-    from media_assets.service.people import definitions_for, list_people
+    from media_assets.service.people import list_people
 
-    paths = Paths.from_env()
+    store = defs.resources["store"]
     people: dict[str, str] = {ANY: ANY} | {
         p["person_id"]: f"{p['name'] or p['person_id']} ({len(p['media'])} media)"
-        for p in list_people(definitions_for(paths), paths, refresh=False)
+        for p in list_people(defs, paths, refresh=False)
     }
     with st.sidebar:
         st.header("Filters")
