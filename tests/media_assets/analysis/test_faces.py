@@ -118,6 +118,30 @@ def test_images_without_faces(model: FaceModel) -> None:
     assert model([blank, gray, skimage.data.chelsea(), skimage.data.coffee()]) == [[], [], [], []]
 
 
+def test_slide_text_is_not_a_face(model: FaceModel, tmp_path: Path) -> None:
+    # Glyphs of these slides scored 0.61-0.71 in a tile and were stored as faces of nobody on every
+    # slide talk until tile-only detections needed tile_min_score (real small faces: 0.82-0.94).
+    from media_assets.service.samples import render_slide
+
+    frames = []
+    for i, (title, band) in enumerate(
+        [("Harbour operations review", (20, 20, 20)), ("Berth schedule for March", (154, 82, 78))]
+    ):
+        render_slide(title, band, tmp_path / f"{i}.png", (1280, 720), page=f"{i + 1} / 20")
+        frames.append(np.asarray(Image.open(tmp_path / f"{i}.png").convert("RGB")))
+    frames.append(np.asarray(Image.open(_sample_talk_slide(tmp_path)).convert("RGB")))
+    assert model(frames) == [[], [], []]
+    assert FaceModel(FaceParams(tile_min_score=0.6))(frames[:1]) != [[]]  # what the threshold removes
+
+
+def _sample_talk_slide(tmp_path: Path) -> Path:
+    from media_assets.service.samples import SLIDES, _slide
+
+    out = tmp_path / "sample-slide.png"
+    _slide(3, SLIDES[3][0], SLIDES[3][2], out)
+    return out
+
+
 def test_small_faces_in_a_720p_frame_found_and_tiny_ones_dropped(model: FaceModel, astronaut: np.ndarray) -> None:
     # The same face at ~28, ~50 and ~75 px in a 1280x720 frame: the whole-frame 192x192 pass alone
     # only finds faces >= ~80 px there, the tiles find the rest.
