@@ -49,14 +49,20 @@ def guarded_multiprocess_executor(init_context: Any) -> GuardedExecutor:
 def analysis_executor(env: Mapping[str, str] | None = None) -> ExecutorDefinition:
     """The executor for the analysis job, from the environment (clear error for a typo)."""
     env = os.environ if env is None else env
+    if executor_kind(env) == "in_process":
+        return guarded_in_process_executor
+    return guarded_multiprocess_executor.configured(multiprocess_config(env))
+
+
+def executor_kind(env: Mapping[str, str] | None = None) -> str:
+    """`in_process` or `multiprocess`, from MEDIALENS_EXECUTOR (clear error for a typo)."""
+    env = os.environ if env is None else env
     kind = (env.get("MEDIALENS_EXECUTOR") or "in_process").strip().lower().replace("-", "_")
     if kind not in EXECUTORS:
         raise ValueError(
             f"MEDIALENS_EXECUTOR={env.get('MEDIALENS_EXECUTOR')!r}: expected one of {', '.join(EXECUTORS)}"
         )
-    if kind == "in_process":
-        return guarded_in_process_executor
-    return guarded_multiprocess_executor.configured(multiprocess_config(env))
+    return kind
 
 
 def multiprocess_config(env: Mapping[str, str]) -> dict[str, Any]:

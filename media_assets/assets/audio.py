@@ -7,6 +7,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis.audio import extract_audio
+from media_assets.assets.transcript import transcribe_ahead
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import (
     LONG_MEDIA_S,
@@ -17,6 +18,8 @@ from media_assets.plumbing.per_media import (
     per_media_result,
     step_log,
 )
+from resources.inference_cache import InferenceCache
+from resources.models import ModelRunner
 from resources.store import MediaStore
 
 SETTINGS = current_settings()
@@ -76,9 +79,23 @@ def audio_for(context: AssetExecutionContext, store: MediaStore, key: str, media
     description="The first audio stream as 16 kHz mono WAV (what speech models read); none for images "
     "and videos without sound.",
 )
-def audio_track(context: AssetExecutionContext, media_file: Manifests, store: MediaStore) -> MaterializeResult:
+def audio_track(
+    context: AssetExecutionContext,
+    media_file: Manifests,
+    store: MediaStore,
+    models: ModelRunner,
+    inference_cache: InferenceCache,
+) -> MaterializeResult:
     names = {k: m["source_name"] for k, m in media_file.items()}
-    manifests = for_each_partition(context, lambda key: audio_for(context, store, key, media_file[key]), names)
+    # Each track written is handed to the transcript's background thread at once (transcribe_ahead):
+    # speech runs beside keyframes and the vision models instead of after them.
+    manifests = for_each_partition(
+        context,
+        lambda key: transcribe_ahead(
+            context, models, inference_cache, key, audio_for(context, store, key, media_file[key])
+        ),
+        names,
+    )
 
     def detail(m: Manifest) -> dict[str, Any]:
         metadata = {

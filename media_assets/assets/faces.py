@@ -25,7 +25,7 @@ EMBEDDING_DIM = 128
 SETTINGS = current_settings()
 PARAMS = facing.FaceParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, facing, PARAMS)
-FACE_MODEL = KeyframeModel(ASSET, VERSION, facing.FaceModel, PARAMS, "faces", batch_size=4)
+FACE_MODEL = KeyframeModel(ASSET, VERSION, facing.FaceModel, PARAMS, "faces", batch_size=4, reuse_unchanged=True)
 
 
 def face_id(key: str, kf: int, face: int) -> str:

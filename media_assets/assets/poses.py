@@ -17,7 +17,7 @@ ASSET = "poses"
 SETTINGS = current_settings()
 PARAMS = posing.PoseParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, posing, PARAMS)
-POSE_MODEL = KeyframeModel(ASSET, VERSION, posing.PoseModel, PARAMS, "poses", batch_size=8)
+POSE_MODEL = KeyframeModel(ASSET, VERSION, posing.PoseModel, PARAMS, "poses", batch_size=8, reuse_unchanged=True)
 
 
 def poses_for(

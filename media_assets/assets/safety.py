@@ -23,7 +23,9 @@ ASSET = "safety"
 SETTINGS = current_settings()
 PARAMS = moderation.SafetyParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, moderation, PARAMS)
-SAFETY_MODEL = KeyframeModel(ASSET, VERSION, moderation.SafetyModel, PARAMS, "safety", batch_size=moderation.MAX_BATCH)
+SAFETY_MODEL = KeyframeModel(
+    ASSET, VERSION, moderation.SafetyModel, PARAMS, "safety", batch_size=moderation.MAX_BATCH, reuse_unchanged=True
+)
 
 
 def poses_by_keyframe(poses_manifest: Manifest) -> dict[int, list[posing.Pose]]:

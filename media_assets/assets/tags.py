@@ -20,8 +20,8 @@ ASSET = "tags"
 SETTINGS = current_settings()
 PARAMS = tagging.TagParams.from_params(SETTINGS.of(ASSET))
 VERSION = model_version(SETTINGS, ASSET, tagging, PARAMS)
-CLIP_MODEL = KeyframeModel(ASSET, VERSION, tagging.ClipKeyframes, PARAMS, "CLIP", batch_size=16)
-TAG_MODEL = KeyframeModel(ASSET, VERSION, tagging.TagModel, PARAMS, "tags", batch_size=16)
+CLIP_MODEL = KeyframeModel(ASSET, VERSION, tagging.ClipKeyframes, PARAMS, "CLIP", batch_size=16, reuse_unchanged=True)
+TAG_MODEL = KeyframeModel(ASSET, VERSION, tagging.TagModel, PARAMS, "tags", batch_size=16, reuse_unchanged=True)
 IMAGES = "images"  # Qdrant collection of CLIP keyframe vectors
 
 

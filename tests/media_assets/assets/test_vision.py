@@ -165,3 +165,34 @@ def test_a_two_minute_recording_logs_its_progress(
     assert len(done) >= 3 and done == sorted(done) and done[-1] == 100, logs
     spoken = show(resources["store"], key)["transcript"]["text"].lower()
     assert "harbour" in spoken or "harbor" in spoken, spoken  # Whisper may spell it either way
+
+
+@pytest.mark.slow
+def test_speech_runs_beside_the_vision_models_and_held_pictures_reuse_results(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    from media_assets.assets.transcript import AHEAD
+
+    store: MediaStore = resources["store"]
+    key = register_file(samples["talk.mp4"], store, instance)
+    result = materialize(ALL, partition_key=key, instance=instance, resources=resources)
+    assert result.success
+    run_id = result.run_id
+    messages = [r.user_message for r in instance.all_logs(run_id)]
+    assert any(f"{key}: transcript done in the background, beside the vision models" in m for m in messages), messages
+    assert AHEAD.pending() == 0  # taken by the transcript step
+    steps = {s.step_key: s for s in instance.get_run_step_stats(run_id)}
+    vision = ("faces", "ocr_text", "poses", "safety", "tags")
+    # the transcript step goes after the vision steps: its work ran in the background meanwhile
+    assert steps["transcript"].start_time >= max(steps[v].end_time for v in vision) - 0.01
+    text = " ".join(s["text"] for s in show(store, key)["transcript"]["segments"]).lower()
+    assert "offline until friday" in text and "helmet" in text
+    for asset in vision:  # a held slide is analysed once by every model
+        manifest = store.read_manifest(asset, key)
+        assert manifest is not None and manifest["reused_keyframes"] >= 1, (asset, manifest)
+    assert store.read_manifest("faces", key)["faces"] == 0  # slide text is no face
+
+    # a run without the transcript starts nothing in the background
+    sub = [a for a in ALL if a.key.to_user_string() in ("media_file", "audio_track")]
+    again = materialize(sub, partition_key=key, instance=instance, resources=resources)
+    assert again.success and AHEAD.pending() == 0
