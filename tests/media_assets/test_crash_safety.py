@@ -202,6 +202,33 @@ def test_ctrl_c_in_a_model_step_cancels_at_once_and_the_rerun_finishes(
 
 
 @pytest.mark.slow
+def test_ctrl_c_while_whisper_runs_in_the_background_exits_130(place: Path, tmp_path: Path) -> None:
+    """The transcript runs in a background thread of the run (plumbing/ahead.py). Interrupted while
+    that thread was inside CTranslate2, the process used to abort at exit ("terminate called without
+    an active exception", exit 134) instead of ending the run CANCELED with exit 130."""
+    from media_assets.service.samples import SPEECH, speak
+
+    wav = speak(" ".join([SPEECH] * 12), tmp_path / "long.wav")  # minutes of speech: whisper is busy
+    long = tmp_path / "long.mp3"
+    encode = ["ffmpeg", "-v", "error", "-i", str(wav), "-c:a", "libmp3lame", "-b:a", "48k", str(long)]
+    subprocess.run(encode, check=True)
+    env = _fresh(place)
+    proc = subprocess.Popen([str(MEDIALENS), "analyse", str(long)], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not _gpu_slots(env)[0]:  # the transcript step holds the gpu slot, waiting for the thread
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err[-3000:]
+    assert "terminate called" not in err
+    assert [r.status for r in _runs(env)] == [DagsterRunStatus.CANCELED]
+    again = ml(env, "analyse", str(long))
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_ctrl_c_during_a_qdrant_write_leaves_no_partial_partition(
     place: Path, media: list[str], clean: dict[str, Any]
 ) -> None:

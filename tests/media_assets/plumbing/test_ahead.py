@@ -80,3 +80,31 @@ def test_a_new_run_drops_the_jobs_an_earlier_run_never_took() -> None:
     assert job is not None and job.wait() == "fresh"
     time.sleep(0.1)
     assert ran == ["slow"]  # the queued job of run-1 was cancelled, not run
+
+
+def test_stop_ends_the_running_job_at_its_next_report_and_the_thread() -> None:
+    ahead = Ahead("test")
+    reports = threading.Event()
+    steps: list[int] = []
+
+    def long(progress):  # type: ignore[no-untyped-def]
+        for i in range(1000):  # like whisper: a progress report per segment
+            steps.append(i)
+            reports.set()
+            time.sleep(0.01)
+            progress(i / 1000)
+        return "finished"
+
+    ahead.submit("run-1", "a", "fp", long)
+    ahead.submit("run-1", "b", "fp", lambda progress: "queued")
+    job = ahead.take("run-1", "a", "fp")
+    assert job is not None and reports.wait(5)
+    ahead.stop(wait_s=5)
+    assert job.done.is_set() and len(steps) < 1000
+    assert ahead._thread is not None and not ahead._thread.is_alive()
+    from media_assets.plumbing.ahead import Cancelled
+
+    with pytest.raises(Cancelled):
+        job.wait()
+    ahead.submit("run-1", "c", "fp", lambda progress: "late")  # exiting: nothing starts any more
+    assert ahead.take("run-1", "c", "fp") is None
