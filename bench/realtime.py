@@ -26,7 +26,6 @@ import sys
 import tempfile
 import threading
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -72,37 +71,17 @@ TOPICS = [
 
 
 def make_talk(out: Path, minutes: float, work: Path) -> Path:
-    """The talk: len(TOPICS) slides cycled to fill `minutes`, SLIDE_S seconds each, narrated."""
-    from media_assets.service.samples import _ffmpeg, render_slide, require_tools, speak
+    """The talk: TOPICS cycled to fill `minutes`, SLIDE_S seconds each, narrated, 1280x720."""
+    from media_assets.service.samples import narrated_slides, require_tools
 
     require_tools()
     work.mkdir(parents=True, exist_ok=True)
     n = max(1, round(minutes * 60 / SLIDE_S))
-    lines: list[str] = []
-    narration = work / "narration.wav"
-    with wave.open(str(narration), "wb") as dst:
-        for i in range(n):
-            title, said = TOPICS[i % len(TOPICS)]
-            band = ((i * 67) % 200 + 20, (i * 131) % 200 + 20, (i * 29) % 200 + 20)
-            png = work / f"slide{i:02d}.png"
-            render_slide(title, band, png, (1280, 720), page=f"{i + 1} / {n}")
-            lines += [f"file '{png}'", f"duration {SLIDE_S}"]
-            with wave.open(str(speak(said, work / f"say{i:02d}.wav"))) as src:
-                if i == 0:
-                    dst.setparams(src.getparams())
-                frames = src.getframerate() * SLIDE_S
-                pcm = src.readframes(frames)
-                width = src.getsampwidth() * src.getnchannels()
-            dst.writeframes(pcm + b"\0" * (frames * width - len(pcm)))
-    lines.append(lines[-2])  # the concat demuxer ignores the last duration unless the file is repeated
-    concat = work / "slides.txt"
-    concat.write_text("\n".join(lines) + "\n")
-    _ffmpeg(
-        "-f", "concat", "-safe", "0", "-i", str(concat), "-i", str(narration),
-        "-map", "0:v", "-map", "1:a", "-r", "25", "-t", str(n * SLIDE_S),
-        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-movflags", "+faststart", str(out),
-    )  # fmt: skip
+    slides = [
+        (title, said, ((i * 67) % 200 + 20, (i * 131) % 200 + 20, (i * 29) % 200 + 20))
+        for i, (title, said) in ((i, TOPICS[i % len(TOPICS)]) for i in range(n))
+    ]
+    narrated_slides(out, work, slides, SLIDE_S, (1280, 720))
     return out
 
 

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import wave
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -96,10 +96,6 @@ def _opencv(name: str) -> Path:
     return out
 
 
-def _slide(index: int, text: str, band: tuple[int, int, int], path: Path) -> None:
-    render_slide(text, band, path, TALK_SIZE, page=f"{index + 1} / {len(SLIDES)}")
-
-
 def render_slide(
     text: str, band: tuple[int, int, int], path: Path, size_px: tuple[int, int], page: str | None = None
 ) -> None:
@@ -123,38 +119,41 @@ def render_slide(
     img.save(path)
 
 
-def _narration(work: Path) -> Path:
-    """One sentence per slide, each padded (or cut) to SLIDE_S so speech lines up with its slide."""
-    out = work / "narration.wav"
-    with wave.open(str(out), "wb") as dst:
-        for i, (_, sentence, _) in enumerate(SLIDES):
+Slide = tuple[str, str, tuple[int, int, int]]  # (text shown, narration spoken meanwhile, band colour)
+
+
+def narrated_slides(out: Path, work: Path, slides: Sequence[Slide], slide_s: int, size: tuple[int, int]) -> None:
+    """A slide talk: each slide shown `slide_s` seconds with its page number, its narration padded
+    (or cut) to the slide so speech lines up with it; H.264 + AAC. Shot changes, printed text and
+    speech in one file (the sample talk, and bench/realtime.py's 5-minute one)."""
+    lines = []
+    narration = work / "narration.wav"
+    with wave.open(str(narration), "wb") as dst:
+        for i, (text, sentence, band) in enumerate(slides):
+            png = work / f"slide{i}.png"
+            render_slide(text, band, png, size, page=f"{i + 1} / {len(slides)}")
+            lines += [f"file '{png}'", f"duration {slide_s}"]
             with wave.open(str(speak(sentence, work / f"say{i}.wav"))) as src:
                 if i == 0:
                     dst.setparams(src.getparams())
-                n = src.getframerate() * SLIDE_S
+                n = src.getframerate() * slide_s
                 pcm = src.readframes(n)
                 width = src.getsampwidth() * src.getnchannels()
             dst.writeframes(pcm + b"\0" * (n * width - len(pcm)))
-    return out
+    lines.append(lines[-2])  # the concat demuxer ignores the last duration unless the file is repeated
+    concat = work / "slides.txt"
+    concat.write_text("\n".join(lines) + "\n")
+    _ffmpeg(
+        "-f", "concat", "-safe", "0", "-i", str(concat), "-i", str(narration),
+        "-map", "0:v", "-map", "1:a", "-r", "25", "-t", str(slide_s * len(slides)),
+        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-movflags", "+faststart", str(out),
+    )  # fmt: skip
 
 
 def _talk(out: Path, work: Path) -> None:
     """Four slides with narration: shot changes, printed text and speech in one file."""
-    lines = []
-    for i, (text, _, band) in enumerate(SLIDES):
-        png = work / f"slide{i}.png"
-        _slide(i, text, band, png)
-        lines += [f"file '{png}'", f"duration {SLIDE_S}"]
-    lines.append(lines[-2])  # the concat demuxer ignores the last duration unless the file is repeated
-    concat = work / "slides.txt"
-    concat.write_text("\n".join(lines) + "\n")
-    total = str(SLIDE_S * len(SLIDES))
-    _ffmpeg(
-        "-f", "concat", "-safe", "0", "-i", str(concat), "-i", str(_narration(work)),
-        "-map", "0:v", "-map", "1:a", "-r", "25", "-t", total,
-        "-c:v", "libx264", "-preset", "veryfast", "-tune", "stillimage", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "64k", "-ar", "44100", "-movflags", "+faststart", str(out),
-    )  # fmt: skip
+    narrated_slides(out, work, [(text, said, band) for text, said, band in SLIDES], SLIDE_S, TALK_SIZE)
 
 
 def _street(out: Path, work: Path) -> None:

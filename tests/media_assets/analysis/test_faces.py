@@ -135,10 +135,10 @@ def test_slide_text_is_not_a_face(model: FaceModel, tmp_path: Path) -> None:
 
 
 def _sample_talk_slide(tmp_path: Path) -> Path:
-    from media_assets.service.samples import SLIDES, _slide
+    from media_assets.service.samples import SLIDES, TALK_SIZE, render_slide
 
     out = tmp_path / "sample-slide.png"
-    _slide(3, SLIDES[3][0], SLIDES[3][2], out)
+    render_slide(SLIDES[3][0], SLIDES[3][2], out, TALK_SIZE, page=f"4 / {len(SLIDES)}")
     return out
 
 
