@@ -22,8 +22,10 @@ from tests.media_assets.ui.apptest import run_app
 def analysed(
     samples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """talk.mp4 (slides, faces, speech) and speech.mp3 (spoken harbour news), analysed once."""
-    return analysed_home(tmp_path_factory.mktemp("ui"), [samples["talk.mp4"], samples["speech.mp3"]])
+    """talk.mp4 (slides, speech), speech.mp3 (spoken harbour news) and clip.webm (an astronaut's face,
+    then a cat), analysed once."""
+    files = [samples["talk.mp4"], samples["speech.mp3"], samples["clip.webm"]]
+    return analysed_home(tmp_path_factory.mktemp("ui"), files)
 
 
 def app(**params: str) -> AppTest:
@@ -61,7 +63,7 @@ def test_media_deep_link_starts_the_player_there(home: dict[str, str]) -> None:
     assert not at.exception and not at.error
     assert video_start(at) == [12]
     assert [m.label for m in at.metric] == ["Safety", "Faces", "Duration"]
-    assert [m.value for m in at.metric] == ["safe", "4", "0:24"]
+    assert [m.value for m in at.metric] == ["safe", "0", "0:24"]  # slide text is no face
     labels = [b.label for b in at.button]
     assert "0:00" in labels and "0:11" in labels  # transcript segments and OCR lines, each a link
     assert any(m.value == "Crane offline at pier 4" for m in at.markdown)  # an OCR line
@@ -82,9 +84,7 @@ def test_media_page_has_a_keyframe_timeline_and_links_to_dagster(home: dict[str,
     frames = [b for b in at.button if b.key and b.key.startswith("kf")]
     assert frames and timeline == f"Keyframes ({len(frames)})"
     facts = [m.value for m in at.markdown]
-    assert any(f.startswith("**Faces:**") for f in facts), "the talk's faces are on the timeline"
-    captions = [img.caption for i in at.image for img in i.proto.imgs]
-    assert "unassigned" in captions, "each face on the timeline has its thumbnail, captioned by person"
+    assert not any(f.startswith("**Faces:**") for f in facts), "slides have no faces"
     assert any("**Tags:**" in f for f in facts)
     # a keyframe's time seeks the player
     frames[-1].click().run()
@@ -92,6 +92,13 @@ def test_media_page_has_a_keyframe_timeline_and_links_to_dagster(home: dict[str,
     assert "Analyses" in heads
     links = next(m.value for m in at.markdown if "/assets/ocr_text?view=partitions&partition=" in m.value)
     assert f"partition={key}" in links and "version `" in links and " · current" in links
+
+    clip = app(media=home["clip.webm"])  # the astronaut's face on the timeline, captioned by its person
+    assert not clip.exception and not clip.error
+    assert any(m.value.startswith("**Faces:**") for m in clip.markdown), "the clip's face is on the timeline"
+    captions = [img.caption for i in clip.image for img in i.proto.imgs]
+    # each face has its thumbnail, captioned by its person (one face, one media: a person of its own)
+    assert any(c.startswith("p-") for c in captions) and "unassigned" not in captions, captions
 
 
 @pytest.mark.slow
