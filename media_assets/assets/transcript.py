@@ -133,12 +133,10 @@ def transcript_for(
         return base
     log = step_log(context)
     job = AHEAD.take(context.run_id, key, (str(audio["path"]), VERSION))
-    background_cpu_s = 0.0
     if job is not None:
         duration = float(audio.get("duration_s") or 0.0)
         done: Transcribed = job.wait(on_progress=ProgressLog(context, key, duration))
         log.info(f"{key}: transcript done in the background, beside the vision models ({job.seconds:.1f} s)")
-        background_cpu_s = round(job.cpu_seconds, 3)
     else:
         scope = cache.scope(ASSET, VERSION, context.log.warning, context.run_id) if cache is not None else None
         done = transcribe(
@@ -161,7 +159,7 @@ def transcript_for(
         "model_seconds": round(done.model_seconds, 2),
         "cache_hits": int(done.hit),
         "realtime_factor": round(duration / done.model_seconds, 1) if done.model_seconds > 0 else None,
-        "background_cpu_s": background_cpu_s,
+        "in_background": job is not None,
         "text_preview": result.text[:300],
         "preview": [[round(s.start, 1), round(s.end, 1), s.text[:80]] for s in result.segments[:12]],
     }
@@ -200,7 +198,7 @@ def transcript(
                     "audio_seconds": m["audio_seconds"],
                     "model_seconds": m["model_seconds"],
                     "cache_hits": m["cache_hits"],
-                    "background_cpu_s": m.get("background_cpu_s", 0.0),
+                    "in_background": bool(m.get("in_background")),
                     "table": MetadataValue.path(m["table"]),
                     "text": MetadataValue.text(m["text_preview"]),
                     "preview": MetadataValue.md(md_table(["start s", "end s", "text"], m["preview"])),

@@ -46,7 +46,6 @@ class Job:
     done: threading.Event = field(default_factory=threading.Event)
     cancelled: bool = False
     seconds: float = 0.0
-    cpu_seconds: float = 0.0  # this thread's CPU time for the work (the step's own cpu_s misses it)
 
     def report(self, fraction: float) -> None:
         """The work's progress callback (kept, so the step can replay every report in order); stops
@@ -147,14 +146,13 @@ class Ahead:
                 continue
             with self._lock:
                 self._running = job
-            started, started_cpu = time.perf_counter(), time.thread_time()
+            started = time.perf_counter()
             try:
                 job.result = job.work(job.report)
             except BaseException as exc:  # handed to the step that takes the job
                 job.error = exc
             finally:
                 job.seconds = time.perf_counter() - started
-                job.cpu_seconds = time.thread_time() - started_cpu
                 with self._lock:
                     self._running = None
                 job.done.set()

@@ -106,8 +106,8 @@ USAGE_NOTE = (
     "peak_rss_mib: the process's peak resident memory so far, read at the end of this partition: "
     "process-wide and never decreasing within a run, so in a run over several media it is an upper "
     "bound for each, reached by the largest so far. A transcript made in the background thread beside "
-    "the vision steps: model_s is that thread's time (more than the step's wall_s), its CPU is in the "
-    "cpu_s of the steps it ran beside, and background_cpu_s says how much."
+    "the vision steps (its manifest says in_background): model_s is that thread's time, more than the "
+    "step's wall_s, and its CPU is in the cpu_s of the steps it ran beside."
 )
 
 
@@ -129,7 +129,6 @@ class Usage:
     cpu_s: float
     peak_rss_mib: float
     model_s: float | None
-    background_cpu_s: float = 0.0  # CPU of work done for this partition by a background thread
 
     @classmethod
     def measure(cls, started_wall: float, started_cpu: float, manifest: Manifest) -> Usage:
@@ -139,7 +138,6 @@ class Usage:
             cpu_s=round(_cpu_seconds() - started_cpu, 3),
             peak_rss_mib=round(_peak_rss_mib(), 1),
             model_s=round(float(model), 3) if isinstance(model, int | float) else None,
-            background_cpu_s=round(float(manifest.get("background_cpu_s") or 0.0), 3),
         )
 
     def as_metadata(self) -> dict[str, Any]:
@@ -150,8 +148,6 @@ class Usage:
         }
         if self.model_s is not None:
             out["model_s"] = MetadataValue.float(self.model_s)
-        if self.background_cpu_s:
-            out["background_cpu_s"] = MetadataValue.float(self.background_cpu_s)
         return out
 
 
