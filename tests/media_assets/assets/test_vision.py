@@ -174,10 +174,8 @@ def test_speech_runs_beside_the_vision_models_and_held_pictures_reuse_results(
     from media_assets.assets.transcript import AHEAD
 
     store: MediaStore = resources["store"]
-    key = register_file(samples["talk.mp4"], store, instance)
-    result = materialize(ALL, partition_key=key, instance=instance, resources=resources)
-    assert result.success
-    run_id = result.run_id
+    key = analyse(samples["talk.mp4"], instance, resources)
+    run_id = instance.get_run_records(limit=1)[0].dagster_run.run_id
     messages = [r.user_message for r in instance.all_logs(run_id)]
     assert any(f"{key}: transcript done in the background, beside the vision models" in m for m in messages), messages
     assert AHEAD.pending() == 0  # taken by the transcript step
