@@ -28,7 +28,8 @@ class ConfigError(ValueError):
 # Algorithm revision per asset: bump when the code changes what an asset writes.
 ALGORITHM_REVISION: dict[str, str] = {
     "media_file": "1",
-    "keyframes": "1",
+    # 2: frames no other frame refers to are not decoded; a shot change is measured per frame interval
+    "keyframes": "2",
     "audio_track": "1",
     "ocr_text": "1",
     "poses": "1",

@@ -39,6 +39,15 @@ def test_max_gap_is_configurable(samples: dict[str, Path], tmp_path: Path) -> No
     assert len(dense) > len(sparse) >= 2
 
 
+def test_people_walking_is_not_a_shot_change(samples: dict[str, Path], tmp_path: Path) -> None:
+    # street.mkv is one continuous shot of pedestrians, H.264 with B-frames. Its B-frames are not
+    # decoded, so neighbouring decoded frames can be two or three frames apart: measured per frame
+    # interval, the motion between them stays motion (measured over the gap, it read as two cuts).
+    frames = extract_video_keyframes(samples["street.mkv"], tmp_path, KeyframeParams())
+    assert [f.reason for f in frames] == ["first", "gap"]
+    assert [f.t for f in frames] == pytest.approx([0.0, 4.0], abs=0.2)
+
+
 def test_large_frames_are_scaled_down(samples: dict[str, Path], tmp_path: Path) -> None:
     frames = extract_video_keyframes(samples["talk.mp4"], tmp_path, KeyframeParams(max_side=640, max_gap_s=100))
     assert max(frames[0].width, frames[0].height) == 640

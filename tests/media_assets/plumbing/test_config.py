@@ -14,7 +14,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_without_a_file(tmp_path: Path) -> None:
     s = Settings.load(tmp_path / "absent.yaml")
     assert s.of("keyframes")["max_gap_s"] == 4.0
-    assert s.version("keyframes").startswith("1-")
+    assert s.version("keyframes").startswith("2-")  # revision 2: shot changes per frame interval
 
 
 def test_a_changed_parameter_changes_only_that_version(tmp_path: Path) -> None:
