@@ -45,7 +45,12 @@ def inbox_resource(paths: Paths, env: Mapping[str, str]) -> Any:
 
     url = env.get("MEDIALENS_INBOX", "")
     if not url.startswith(S3_SCHEME):
-        return InboxResource(path=str(paths.inbox))
+        raw = env.get("MEDIALENS_INBOX_QUIET_SECONDS") or "2"
+        try:
+            quiet = float(raw)
+        except ValueError:
+            raise ValueError(f"MEDIALENS_INBOX_QUIET_SECONDS={raw!r}: expected seconds (0 turns it off)") from None
+        return InboxResource(path=str(paths.inbox), quiet_seconds=max(0.0, quiet))
     endpoint = (
         env.get("MEDIALENS_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
     )

@@ -24,12 +24,19 @@ class InboxResource(ConfigurableResource):
     `settle_seconds`: how long a file must be seen unchanged before it is taken. The daemon's ticks
     are at least 5 s apart, so two looks already mean that much quiet; this guards evaluations that
     come closer together (the UI's "Test sensor", tests that tick in a loop).
+
+    `quiet_seconds` (MEDIALENS_INBOX_QUIET_SECONDS): a local file whose last change is at least this
+    old by the inbox file system's own clock (its ctime against a dotfile touched at the look) is
+    taken at its first look, a tick earlier. 0 always waits for the second look: for a file system
+    that does not keep ctime, or writers that pause longer than this in the middle of a file
+    (a writer that renames `name.part` to `name` when done is safe either way).
     """
 
     path: str
     max_files_per_tick: int = 20
     max_mb_per_tick: int = 4096
     settle_seconds: float = 2.0
+    quiet_seconds: float = 2.0
     endpoint_url: str | None = None
     region: str | None = None
 

@@ -3,7 +3,9 @@
 A file is taken only when nothing about it changed between two looks (size, mtime, inode and
 ctime: a rewrite, an append, a `touch`, a rename over it all show), and it has been seen unchanged
 for at least the settle time by our own clock (the file system's clock may be another machine's).
-Partial-download names and dotfiles are never looked at.
+A local file is taken at its first look when its ctime, which every write, rename or `touch`
+moves, is at least the quiet time old by the file system's own clock: the ctime of a dotfile in
+the inbox touched just before the listing. Partial-download names and dotfiles are never looked at.
 
 Every move here is crash-safe for a SIGKILL at any instant: the file is at its old place or at its
 new one, never half in both, and a note is reserved before the file it describes is moved.
@@ -15,6 +17,7 @@ folder to be checked, and copied/deleted instead of renamed). Both give the same
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -61,6 +64,12 @@ class Candidate:
     @property
     def modified(self) -> int:
         return int(self.signature[1])
+
+    @property
+    def changed_ns(self) -> int | None:
+        """When the file last changed by its file system's clock (a local file's ctime); None for an
+        S3 object, whose listing shows only complete uploads and no clock to compare with."""
+        return int(self.signature[3]) if len(self.signature) == 4 else None
 
     @property
     def name(self) -> str:
@@ -110,19 +119,49 @@ def list_inbox(root: Path) -> Iterator[Candidate]:
     yield from found
 
 
+CLOCK_NAME = ".medialens-clock"
+
+
+def fs_clock_ns(root: Path) -> int | None:
+    """The inbox file system's clock now: the ctime of a dotfile created (or touched) in it now, and
+    removed again. On a network share that is the server's clock, whatever this machine's says.
+    None when the inbox cannot be written."""
+    probe = root / CLOCK_NAME
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    try:
+        os.utime(fd)  # an existing one (left by a killed tick) is touched: its ctime is now as well
+        return os.fstat(fd).st_ctime_ns
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
 def split_stable(
-    candidates: list[Candidate], previous: Mapping[str, list[int | str]], now_ms: int, settle_ms: int = 0
+    candidates: list[Candidate],
+    previous: Mapping[str, list[int | str]],
+    now_ms: int,
+    settle_ms: int = 0,
+    quiet_before_ns: int | None = None,
 ) -> tuple[list[Candidate], dict[str, list[int | str]]]:
     """Files unchanged since the last look, and for at least `settle_ms`, are stable, first seen
-    first (so a steady stream of new drops never starves an older one); the rest are remembered
-    for the next look. An entry of an earlier cursor format never matches: one more look."""
+    first (so a steady stream of new drops never starves an older one); so is a file that has not
+    changed since `quiet_before_ns` by its file system's clock (None: none is, on its first look).
+    The rest are remembered for the next look. An entry of an earlier cursor format never matches:
+    one more look."""
     stable: list[Candidate] = []
     pending: dict[str, list[int | str]] = {}
     for c in candidates:
         before = previous.get(c.rel) or []
         same = len(before) == len(c.signature) + 1 and tuple(before[:-1]) == c.signature and isinstance(before[-1], int)
         seen = replace(c, seen_ms=int(before[-1]) if same else now_ms)
-        if same and now_ms - seen.seen_ms >= settle_ms:
+        quiet = quiet_before_ns is not None and c.changed_ns is not None and c.changed_ns <= quiet_before_ns
+        if quiet or (same and now_ms - seen.seen_ms >= settle_ms):
             stable.append(seen)
         else:
             pending[c.rel] = seen.cursor_entry()
@@ -273,6 +312,8 @@ class InboxSource(ABC):
     finished: list[str]
     #: what went wrong after a file was taken (it stays taken), for the sensor's log
     warnings: list[str]
+    #: the inbox file system's clock (ns) just before the last `candidates` listing; None: no clock
+    clock_ns: int | None = None
 
     def __init__(self) -> None:
         self.finished = []
@@ -336,6 +377,7 @@ class LocalInbox(InboxSource):
 
     def candidates(self, taken: Mapping[str, Mapping[str, Any]]) -> list[Candidate]:
         self.finished = []
+        self.clock_ns = fs_clock_ns(self.root)  # before the listing: a file changed after it is not quiet
         return list(list_inbox(self.root))
 
     def problem(self, c: Candidate) -> str | None:

@@ -45,9 +45,10 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 @pytest.fixture
 def resources(paths: Paths) -> dict[str, Any]:
     """The shared resources, with the inbox taking a file at its second look however soon it comes
-    (the daemon's ticks are 10 s apart; these tests tick back to back)."""
+    (the daemon's ticks are 5 s apart; these tests tick back to back) and never at its first (a
+    busy machine may take longer than the quiet time between a drop and the next tick)."""
     built = build_resources(paths, env={})
-    built["inbox"] = InboxResource(path=built["inbox"].path, settle_seconds=0)
+    built["inbox"] = InboxResource(path=built["inbox"].path, settle_seconds=0, quiet_seconds=0)
     return built
 
 
@@ -209,7 +210,7 @@ def test_per_tick_cap_leaves_the_rest_for_the_next_tick(
 ) -> None:
     capped = {
         **resources,
-        "inbox": InboxResource(path=resources["inbox"].path, max_files_per_tick=2, settle_seconds=0),
+        "inbox": InboxResource(path=resources["inbox"].path, max_files_per_tick=2, settle_seconds=0, quiet_seconds=0),
     }
     for name in ("messi5.jpg", "astronaut.png", "chelsea.webp", "basketball.png"):
         drop(samples[name], capped["inbox"].root)
@@ -276,7 +277,7 @@ def test_a_file_replaced_between_looks_is_looked_at_again(
 def test_a_file_must_be_unchanged_for_the_settle_time(
     samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
 ) -> None:
-    settling = {**resources, "inbox": InboxResource(path=resources["inbox"].path, settle_seconds=0.5)}
+    settling = {**resources, "inbox": InboxResource(path=resources["inbox"].path, settle_seconds=0.5, quiet_seconds=0)}
     drop(samples["messi5.jpg"], settling["inbox"].root)
     r1 = tick(instance, settling, None)
     r2 = tick(instance, settling, r1.cursor)  # unchanged, but only just seen
@@ -284,6 +285,34 @@ def test_a_file_must_be_unchanged_for_the_settle_time(
     time.sleep(0.6)
     r3 = tick(instance, settling, r2.cursor)
     assert len(r3.run_requests or []) == 1
+
+
+def test_a_file_quiet_for_the_quiet_time_is_taken_at_its_first_look(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    quick = {**resources, "inbox": InboxResource(path=resources["inbox"].path, quiet_seconds=0.5)}
+    dropped = drop(samples["messi5.jpg"], quick["inbox"].root)
+    time.sleep(0.7)  # by the file system's own clock, nothing changed it for longer than 0.5 s
+    first = tick(instance, quick, None)
+    assert len(first.run_requests or []) == 1 and not dropped.exists()
+    assert not list(quick["inbox"].root.iterdir())  # the clock's dotfile does not stay
+
+
+def test_a_file_changed_within_the_quiet_time_waits_for_its_second_look(
+    samples: dict[str, Path], instance: DagsterInstance, resources: dict[str, Any]
+) -> None:
+    slow = {**resources, "inbox": InboxResource(path=resources["inbox"].path, settle_seconds=0, quiet_seconds=60)}
+    old = drop(samples["astronaut.png"], slow["inbox"].root)
+    os.utime(old, (1, 1))  # an ancient mtime (cp -p): the ctime still says "just now"
+    path = drop(samples["speech.mp3"], slow["inbox"].root)
+    r1 = tick(instance, slow, None)
+    assert not r1.run_requests and old.exists()
+    with path.open("ab") as fh:  # still being written
+        fh.write(b"\0" * 1000)
+    r2 = tick(instance, slow, r1.cursor)
+    assert [r.tags["medialens/source"] for r in r2.run_requests or []] == ["astronaut.png"]
+    r3 = tick(instance, slow, r2.cursor)
+    assert [r.tags["medialens/source"] for r in r3.run_requests or []] == ["speech.mp3"]
 
 
 def test_names_that_collide_in_duplicates_never_overwrite(
@@ -472,3 +501,10 @@ def test_a_file_being_forgotten_is_not_recovered(
     again = tick(instance, resources, first.cursor)
     assert not again.run_requests and not instance.get_dynamic_partitions(MEDIA_PARTITIONS_NAME)
     assert [p.name for p in store.incoming_dir.iterdir()] == [f"{key}.jpg"]  # the forget's to delete
+
+
+def test_the_quiet_time_comes_from_the_environment(paths: Paths) -> None:
+    assert build_resources(paths, env={})["inbox"].quiet_seconds == 2.0
+    assert build_resources(paths, env={"MEDIALENS_INBOX_QUIET_SECONDS": "0"})["inbox"].quiet_seconds == 0.0
+    with pytest.raises(ValueError, match="MEDIALENS_INBOX_QUIET_SECONDS='soon'"):
+        build_resources(paths, env={"MEDIALENS_INBOX_QUIET_SECONDS": "soon"})
