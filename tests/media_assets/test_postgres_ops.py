@@ -7,6 +7,10 @@ says the instance is Postgres and reachable; `backup` takes a pg_dump; `restore`
 home whose dagster.yaml names a new, empty database B puts the library there: show, stale and people
 equal the original's, and no row of B names the old home. A third home pointed at B (now full) is
 refused. With the server stopped, health fails the instance check with the reason, exit 1.
+
+Staleness and backfills on Postgres (issue 14): after a settings change `stale` lists exactly OCR and
+what reads it, `reanalyse --wait` runs a backfill under a daemon it starts, and the event log table
+then holds one more materialisation of exactly those assets, none of their upstream.
 """
 
 from __future__ import annotations
@@ -188,3 +192,49 @@ def test_health_backup_restore_on_postgres(pg: PostgresServer, samples: dict[str
     assert check["status"] == "fail" and "postgres" in check["reason"], check
     assert "refused" in check["reason"].lower() or "could not connect" in check["reason"].lower(), check
     print("timings (s):", timings, "| instance check with the server stopped:", check["reason"][:300])
+
+
+def _materialisations(pg: PostgresServer, db: str, asset: str) -> dict[str, int]:
+    """Materialisations of `asset` per partition, read from Postgres' own event log table."""
+    rows = pg.psql(
+        "SELECT partition, count(*) FROM event_logs WHERE dagster_event_type = 'ASSET_MATERIALIZATION' "
+        f"AND asset_key = '[\"{asset}\"]' GROUP BY partition ORDER BY partition",
+        db=db,
+    ).stdout
+    return {p: int(n) for p, n in (line.rsplit("|", 1) for line in rows.splitlines() if line.strip())}
+
+
+@pytest.mark.slow
+def test_stale_and_reanalyse_on_postgres(pg: PostgresServer, samples: dict[str, Path], tmp_path: Path) -> None:
+    """The staleness queries and a `reanalyse --wait` backfill under the daemon, with batched event
+    writes (DAGSTER_EVENT_BATCH_SIZE), on Postgres: only what a settings change made stale runs again,
+    once, and nothing is left stale."""
+    pg.create_db("library_s")
+    env = _home(tmp_path / "s", pg, "library_s")
+    files = [str(samples["astronaut.png"]), str(samples["messi5.jpg"])]
+    p = ml(env, "analyse", *files, "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    keys = sorted(r["key"] for r in json.loads(p.stdout)["results"])
+    assert _json(env, "stale")["stale"] == []
+    ocr_before = _materialisations(pg, "library_s", "ocr_text")
+    keyframes_before = _materialisations(pg, "library_s", "keyframes")
+    assert ocr_before == keyframes_before == dict.fromkeys(keys, 1)
+
+    config = Path(env["MEDIALENS_HOME"]) / "medialens.yaml"
+    config.write_text(config.read_text() + "ocr_text: {det_limit_side_len: 640}\n")
+    stale = _json(env, "stale")["stale"]
+    assert {(s["asset"], s["partition"]) for s in stale} == {
+        (asset, key) for asset in ("ocr_text", "summary", "search_index") for key in keys
+    }  # OCR and what reads it
+
+    r = ml(env, "reanalyse", "--asset", "ocr_text", "--wait", "--json")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    result = json.loads(r.stdout)
+    assert result["status"] == "COMPLETED_SUCCESS" and sorted(result["partitions"]) == keys, result
+    assert _json(env, "stale")["stale"] == []
+    assert _materialisations(pg, "library_s", "ocr_text") == dict.fromkeys(keys, 2)
+    for downstream in ("summary", "search_index"):
+        assert _materialisations(pg, "library_s", downstream) == dict.fromkeys(keys, 2)
+    assert _materialisations(pg, "library_s", "keyframes") == keyframes_before  # upstream untouched
+    backfills = pg.psql("SELECT status FROM bulk_actions", db="library_s").stdout.split()
+    assert backfills == ["COMPLETED_SUCCESS"], backfills
