@@ -8,7 +8,7 @@ from typing import Any
 
 from dagster import EnvVar
 
-from media_assets.plumbing.config import Paths
+from media_assets.plumbing.config import Paths, env_float
 
 
 def build_resources(paths: Paths, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -45,11 +45,7 @@ def inbox_resource(paths: Paths, env: Mapping[str, str]) -> Any:
 
     url = env.get("MEDIALENS_INBOX", "")
     if not url.startswith(S3_SCHEME):
-        raw = env.get("MEDIALENS_INBOX_QUIET_SECONDS") or "2"
-        try:
-            quiet = float(raw)
-        except ValueError:
-            raise ValueError(f"MEDIALENS_INBOX_QUIET_SECONDS={raw!r}: expected seconds (0 turns it off)") from None
+        quiet = env_float(env, "MEDIALENS_INBOX_QUIET_SECONDS", 2.0)
         return InboxResource(path=str(paths.inbox), quiet_seconds=max(0.0, quiet))
     endpoint = (
         env.get("MEDIALENS_S3_ENDPOINT_URL") or env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None

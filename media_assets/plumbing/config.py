@@ -100,6 +100,17 @@ def defaults_of(asset: str) -> dict[str, Any]:
     return {f.name: getattr(instance, f.name) for f in fields(cls)}
 
 
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    """A number from the environment (unset or blank: `default`), with an error naming the variable."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
 @dataclass(frozen=True)
 class Paths:
     """The data root and the folders under it (DESIGN: MEDIALENS_HOME, MEDIALENS_INBOX)."""

@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from media_assets.plumbing.config import Paths
+from media_assets.plumbing.config import Paths, env_float
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 GIB = 1024**3
@@ -178,16 +178,6 @@ class ModelFile:
     expected: tuple[int, str] | None = None
 
 
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-
-
 def _ago(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 90:
@@ -297,7 +287,7 @@ def check_daemon(inst: _Instance, env: Mapping[str, str]) -> Check:
     wanted = env.get("MEDIALENS_EXPECT_DAEMON", "").strip()
     expected = wanted == "1" or (wanted != "0" and bool(heartbeats))
     # heartbeats come every 30 s; two missed ones mean no daemon (as media_assets/service/reanalyse.py judges)
-    tolerance = _env_float(env, "MEDIALENS_DAEMON_STALE_S", 75.0)
+    tolerance = env_float(env, "MEDIALENS_DAEMON_STALE_S", 75.0)
     now = time.time()
     types = list(instance.get_required_daemon_types())
     statuses = get_daemon_statuses(
@@ -384,7 +374,7 @@ def check_redis(env: Mapping[str, str]) -> Check:
 
     from resources.inference_cache import redact
 
-    timeout = _env_float(env, "MEDIALENS_HEALTH_REDIS_TIMEOUT_S", 1.0)
+    timeout = env_float(env, "MEDIALENS_HEALTH_REDIS_TIMEOUT_S", 1.0)
     shown = redact(url)
     client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
@@ -532,7 +522,7 @@ def check_qdrant(paths: Paths, env: Mapping[str, str]) -> Check:
         holder = _lock_holder(folder)
         if holder is not None:
             return Check("qdrant", WARN, f"{where} is in use by {holder}: point counts not checked")
-        resource = QdrantResource(path=str(folder), lock_timeout_s=_env_float(env, "MEDIALENS_HEALTH_LOCK_S", 2.0))
+        resource = QdrantResource(path=str(folder), lock_timeout_s=env_float(env, "MEDIALENS_HEALTH_LOCK_S", 2.0))
     try:
         with resource.client() as client:
             problems, summary = _compare(client, expected)
@@ -704,9 +694,9 @@ def check_models(files: Sequence[ModelFile], cache: HashCache, problems: Sequenc
 
 
 def check_disk(paths: Paths, env: Mapping[str, str]) -> Check:
-    warn_gib = _env_float(env, "MEDIALENS_HEALTH_DISK_WARN_GB", 5.0)
-    warn_pct = _env_float(env, "MEDIALENS_HEALTH_DISK_WARN_PCT", 10.0)
-    fail_gib = _env_float(env, "MEDIALENS_HEALTH_DISK_FAIL_GB", 1.0)
+    warn_gib = env_float(env, "MEDIALENS_HEALTH_DISK_WARN_GB", 5.0)
+    warn_pct = env_float(env, "MEDIALENS_HEALTH_DISK_WARN_PCT", 10.0)
+    fail_gib = env_float(env, "MEDIALENS_HEALTH_DISK_FAIL_GB", 1.0)
     where = paths.store
     while not where.exists() and where != where.parent:  # a store not created yet: where it will be
         where = where.parent
@@ -859,7 +849,7 @@ def run_checks(
     `models` (default: the files the current settings load) and `hash_cache` (default:
     `$MEDIALENS_HOME/.health/model-sha256.json`) can be given, e.g. by tests."""
     env = os.environ if env is None else env
-    timeout = _env_float(env, "MEDIALENS_HEALTH_TIMEOUT_S", 20.0)
+    timeout = env_float(env, "MEDIALENS_HEALTH_TIMEOUT_S", 20.0)
     inst = _Instance(paths, instance)
     cache_file = hash_cache if hash_cache is not None else paths.home / ".health" / "model-sha256.json"
 
