@@ -219,14 +219,18 @@ def inbox_path(talk: Path, root: Path, phase: float = 2.5) -> dict[str, Any]:
     try:
         with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
             deadline = time.time() + 300
-            first = None
-            while first is None or (tick := _last_tick(instance, "media_upload_sensor")) == first:
-                first = first or _last_tick(instance, "media_upload_sensor")
-                if time.time() > deadline or daemon.poll() is not None:
-                    raise RuntimeError((root / "daemon.log").read_text()[-3000:])
-                time.sleep(0.1)
-            # Warm (the code server is up and has ticked twice). A drop lands anywhere between two
-            # ticks, 5 s apart: `phase` seconds after one (2.5 s: on average).
+
+            def tick_after(previous: float | None) -> float:
+                """Wait for a tick of the upload sensor later than `previous`; when it started."""
+                while (tick := _last_tick(instance, "media_upload_sensor")) is None or tick == previous:
+                    if time.time() > deadline or daemon.poll() is not None:
+                        raise RuntimeError((root / "daemon.log").read_text()[-3000:])
+                    time.sleep(0.1)
+                return tick
+
+            # Warm once the code server has ticked twice. A drop lands anywhere between two ticks,
+            # 5 s apart: `phase` seconds after one (2.5 s: on average).
+            tick = tick_after(tick_after(None))
             time.sleep(max(0.0, tick + phase - time.time()))
             dropped = time.time()
             tmp = home / "inbox" / ".talk.mp4.part"
