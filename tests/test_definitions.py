@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ EXPECTED_GRAPH = {
     "summary": {"media_file", "transcript", "ocr_text", "tags", "safety"},
     "search_index": {"transcript", "ocr_text", "tags", "summary"},
 }
+MODEL_ASSETS = {"ocr_text", "poses", "faces", "safety", "tags", "transcript", "summary", "search_index"}
 LIBRARY_GRAPH = {"person_dossiers": {"faces"}}  # unpartitioned: over every media
 # media_assets/assets/checks.py: asset -> its checks (none blocking, all in the analysis job)
 EXPECTED_CHECKS = {
@@ -50,6 +52,23 @@ def test_asset_graph_snapshot() -> None:
         assert node.partitions_def.name == "media"
         assert node.code_version and node.backfill_policy is not None
         assert node.backfill_policy.max_partitions_per_run and node.backfill_policy.max_partitions_per_run > 1
+        # on CPU one pool for every heavy step: each uses all cores (ops_gpu.device.model_pool)
+        assert node.pools == ({"gpu"} if key in MODEL_ASSETS else set()), key
+
+
+def test_a_gpu_host_gets_a_pool_per_model() -> None:
+    """MEDIALENS_DEVICE=cuda: faces of one run may share the GPU with OCR of another; two steps of one
+    model never run at once. The pools are fixed when the code location loads, so a fresh process."""
+    code = (
+        "from media_assets.definitions import defs; g = defs.resolve_asset_graph(); "
+        "import json; print(json.dumps({k.to_user_string(): sorted(g.get(k).pools) for k in g.get_all_asset_keys()}))"
+    )
+    env = {"PATH": "/usr/bin:/bin", "MEDIALENS_DEVICE": "cuda", "MEDIALENS_HOME": "/nonexistent"}
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    pools = json.loads(p.stdout.strip().splitlines()[-1])
+    assert pools == {k: [f"gpu-{k}"] if k in MODEL_ASSETS else [] for k in pools}
+    assert set(pools) == set(EXPECTED_GRAPH) | set(LIBRARY_GRAPH)
 
 
 def test_job_sensor_and_resources() -> None:

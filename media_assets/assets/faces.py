@@ -10,7 +10,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import faces as facing
 from media_assets.analysis.people import embedding_digest
-from media_assets.assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
+from media_assets.assets.model_assets import KeyframeModel, md_table, model_asset, model_version
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.people_log import forgotten_faces
 from media_assets.plumbing.per_media import Manifest, Manifests, for_each_partition, per_media_result
@@ -90,7 +90,7 @@ def faces_for(
 
 
 @asset(
-    **MODEL_ASSET,
+    **model_asset("faces"),
     code_version=VERSION,
     kinds={"tflite", "dlib", "qdrant", "parquet"},
     description=f"Faces ({facing.MODEL_ID}): box, score, 5 landmarks, a 128-d identity embedding and an "

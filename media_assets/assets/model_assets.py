@@ -1,4 +1,4 @@
-"""What the model-backed analysis assets share: versions that include the weights, the GPU pool.
+"""What the model-backed analysis assets share: versions that include the weights, the GPU pools.
 
 A model asset's version hashes its settings, the model id and the bytes of its weight files, so
 new weights or a changed threshold make exactly that asset (and what depends on it) stale.
@@ -14,13 +14,16 @@ from typing import Any
 from media_assets.assets.on_keyframes import KeyframeRef, RunStats, keyframe_refs, run_on_keyframes
 from media_assets.plumbing.config import Settings
 from media_assets.plumbing.per_media import PER_MEDIA, step_log
-from ops_gpu.device import GPU_POOL
+from ops_gpu.device import model_pool
 from resources.faults import fault_point
 from resources.inference_cache import InferenceCache
 from resources.model_files import fingerprint
 
-# Heavy inference steps: one at a time per machine (dagster.yaml pools.default_limit).
-MODEL_ASSET: dict[str, Any] = {**PER_MEDIA, "pool": GPU_POOL, "group_name": "vision"}
+
+def model_asset(name: str, group: str = "vision") -> dict[str, Any]:
+    """`@asset` arguments of a model asset: per-media, in its model's pool (ops_gpu.device.model_pool:
+    one heavy step at a time on CPU, one per model on a GPU host; dagster.yaml pools.default_limit)."""
+    return {**PER_MEDIA, "name": name, "pool": model_pool(name), "group_name": group}
 
 
 def model_version(settings: Settings, asset: str, module: ModuleType, params: Any) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import ocr
-from media_assets.assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
+from media_assets.assets.model_assets import KeyframeModel, md_table, model_asset, model_version
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
@@ -49,7 +49,7 @@ def ocr_for(
 
 
 @asset(
-    **MODEL_ASSET,
+    **model_asset("ocr_text"),
     code_version=VERSION,
     kinds={"onnx", "parquet"},
     description=f"Text on screen ({ocr.MODEL_ID}, multilingual): lines with box and confidence per keyframe, "

@@ -6,7 +6,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import poses as posing
-from media_assets.assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
+from media_assets.assets.model_assets import KeyframeModel, md_table, model_asset, model_version
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
@@ -56,7 +56,7 @@ def poses_for(
 
 
 @asset(
-    **MODEL_ASSET,
+    **model_asset("poses"),
     code_version=VERSION,
     kinds={"tflite", "parquet"},
     description=f"Body poses ({posing.MODEL_ID}, multi-person): 33 keypoints with visibility per person "

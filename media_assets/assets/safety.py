@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from media_assets.analysis import poses as posing
 from media_assets.analysis import safety as moderation
-from media_assets.assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
+from media_assets.assets.model_assets import KeyframeModel, md_table, model_asset, model_version
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
@@ -80,7 +80,7 @@ def _label_counts(rows: list[dict[str, Any]]) -> list[list[Any]]:
 
 
 @asset(
-    **MODEL_ASSET,
+    **model_asset("safety"),
     code_version=VERSION,
     kinds={"onnx", "parquet"},
     description=f"Content safety ({moderation.MODEL_ID}): labels per keyframe and a verdict "

@@ -12,7 +12,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import text_search, words
-from media_assets.assets.model_assets import MODEL_ASSET, md_table, model_version
+from media_assets.assets.model_assets import md_table, model_asset, model_version
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import Manifest, Manifests, for_each_partition, per_media_result, step_log
 from resources.models import ModelRunner
@@ -82,7 +82,7 @@ def index_for(
 
 
 @asset(
-    **{**MODEL_ASSET, "group_name": "search"},
+    **model_asset("search_index", group="search"),
     code_version=VERSION,
     kinds={"qdrant"},
     description=f"Text search index ({text_search.MODEL_ID}, multilingual, 512-d): transcript windows, "

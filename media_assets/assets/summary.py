@@ -15,7 +15,7 @@ import pyarrow as pa
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import summary as summ
-from media_assets.assets.model_assets import MODEL_ASSET, model_version
+from media_assets.assets.model_assets import model_asset, model_version
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import Manifest, Manifests, for_each_partition, per_media_result, step_log
 from resources.models import ModelRunner
@@ -107,7 +107,7 @@ def summary_for(
 
 
 @asset(
-    **{**MODEL_ASSET, "group_name": "search"},
+    **model_asset("summary", group="search"),
     code_version=VERSION,
     kinds={"llm", "parquet"},
     description=f"Title, 2-4 sentence summary, topics and language per media ({MODEL_NAME}): an extractive "

@@ -8,7 +8,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from media_assets.analysis import tags as tagging
-from media_assets.assets.model_assets import MODEL_ASSET, KeyframeModel, md_table, model_version
+from media_assets.assets.model_assets import KeyframeModel, md_table, model_asset, model_version
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import Manifest, Manifests, for_each_partition, per_media_result
 from resources.inference_cache import InferenceCache
@@ -81,7 +81,7 @@ def tags_for(
 
 
 @asset(
-    **MODEL_ASSET,
+    **model_asset("tags"),
     code_version=VERSION,
     kinds={"pytorch", "parquet"},
     description=f"Image tags ({tagging.MODEL_ID}): top-k ImageNet classes per keyframe and a media-level "

@@ -8,7 +8,7 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset, get_dagster_logger
 
 from media_assets.analysis import transcript as speech
-from media_assets.assets.model_assets import MODEL_ASSET, md_table, model_version
+from media_assets.assets.model_assets import md_table, model_asset, model_version
 from media_assets.plumbing.ahead import Ahead
 from media_assets.plumbing.config import current_settings
 from media_assets.plumbing.per_media import (
@@ -166,7 +166,7 @@ def transcript_for(
 
 
 @asset(
-    **{**MODEL_ASSET, "group_name": "speech"},
+    **model_asset("transcript", group="speech"),
     # Last among the steps ready after `keyframes`: its work runs in the background from the moment
     # `audio_track` is written (transcribe_ahead), so the vision steps go first and this one takes
     # the result instead of idling the core whisper would otherwise leave to them.

@@ -125,6 +125,24 @@ def test_stale_after_a_settings_change(samples: dict[str, Path], cli_env: dict[s
     assert err.returncode == 2 and "max_gapp" in err.stderr
 
 
+@pytest.mark.slow
+def test_steps_run_in_the_pools_medialens_pool_names(samples: dict[str, Path], cli_env: dict[str, str]) -> None:
+    """A pool per model (a GPU host's default, here set by name): each model step claims its own
+    pool's slot at run time, and none claims the single `gpu` pool."""
+    env = {**cli_env, "MEDIALENS_POOL": "gpu-test-{model}"}
+    p = ml(env, "analyse", str(samples["astronaut.png"]), "--json")
+    assert p.returncode == 0, p.stderr
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(cli_env["DAGSTER_HOME"])) as instance:
+        keys = set(instance.event_log_storage.get_concurrency_keys())
+        limits = {k: instance.event_log_storage.get_concurrency_info(k).slot_count for k in keys}
+    image_models = {"ocr_text", "poses", "faces", "safety", "tags", "summary", "search_index"}
+    assert {f"gpu-test-{m}" for m in image_models} <= keys and "gpu" not in keys, keys
+    assert all(n == 1 for n in limits.values()), limits  # dagster.yaml pools.default_limit, per pool
+
+
 def test_show_unknown_key(cli_env: dict[str, str]) -> None:
     p = ml(cli_env, "show", "nothing-0123456789", "--json")
     assert p.returncode == 1 and "no media with key" in p.stderr
