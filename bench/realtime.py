@@ -128,7 +128,11 @@ def timed_process(cmd: list[str], env: dict[str, str], log: Path) -> tuple[float
     return time.perf_counter() - started, rss.stop(), rc
 
 
-def fresh_env(home: Path) -> dict[str, str]:
+def fresh_env(home: Path, *more: Path) -> dict[str, str]:
+    """The environment of a fresh home: `home` (and `more` folders) emptied first, so a --keep folder
+    of an earlier bench never turns the analysis into "already analysed"."""
+    for folder in (home, *more):
+        shutil.rmtree(folder, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_", "REDIS_"))}
     # a fresh instance too (the CLI would otherwise take the repo's ./dagster_home)
     env.update(MEDIALENS_HOME=str(home), DAGSTER_HOME=str(home / "dagster_home"), PYTHONPATH=str(ROOT))
@@ -210,10 +214,10 @@ def inbox_path(talk: Path, root: Path, phase: float = 2.5) -> dict[str, Any]:
     from media_assets.service.reanalyse import start_daemon, stop_daemon
 
     home, dagster_home = root / "inbox-home", root / "inbox-dagster"
+    env = fresh_env(home, dagster_home)
     (home / "inbox").mkdir(parents=True)
     dagster_home.mkdir()
     (dagster_home / "dagster.yaml").write_text(instance_yaml(dagster_home))
-    env = fresh_env(home)
     env["DAGSTER_HOME"] = str(dagster_home)
     daemon = start_daemon(root / "daemon.log", env)
     try:
