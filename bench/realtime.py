@@ -193,6 +193,7 @@ print(json.dumps({"loop": wall, "inside": inside, "imports": time.perf_counter()
 def bare_path(talk: Path, root: Path) -> dict[str, Any]:
     env = fresh_env(root / "bare-home")
     env["PYTHONPATH"] = f"{ROOT / 'bench'}:{ROOT}"
+    shutil.rmtree(root / "bare-out", ignore_errors=True)
     (root / "bare-out").mkdir()
     wall, rss, rc = timed_process(
         [sys.executable, "-c", BARE, str(talk), str(root / "bare-out")], env, root / "bare.log"
