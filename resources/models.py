@@ -21,6 +21,22 @@ _CACHE: dict[tuple[Hashable, ...], Any] = {}
 _LOCK = threading.Lock()
 
 
+_SAID: set[str] = set()
+
+
+def _say_cpu_fallback() -> None:
+    """Once per process: where `auto` found no GPU, the run's log says so (a GPU host whose driver
+    or CUDA build went missing runs on, slower, and the reason is in the first model step's log)."""
+    with _LOCK:
+        if "cpu-fallback" in _SAID:
+            return
+        _SAID.add("cpu-fallback")
+    get_dagster_logger().info(
+        "MEDIALENS_DEVICE=auto: no CUDA GPU that torch or onnxruntime can use here, so models fall back "
+        "to the CPU (MEDIALENS_DEVICE=cuda makes a missing GPU an error instead)"
+    )
+
+
 def cached_model(factory: Callable[[Any, str], M], params: Hashable, device: str) -> M:
     """The model `factory(params, device)`, built at most once per process."""
     key = (getattr(factory, "__module__", ""), getattr(factory, "__qualname__", repr(factory)), params, device)
@@ -41,7 +57,10 @@ class ModelRunner(ConfigurableResource):
     device: str = "auto"  # auto | cpu | cuda (MEDIALENS_DEVICE)
 
     def resolved_device(self) -> str:
-        return resolve_device({"MEDIALENS_DEVICE": self.device})
+        device = resolve_device({"MEDIALENS_DEVICE": self.device})
+        if device == "cpu" and self.device.strip().lower() in ("", "auto"):
+            _say_cpu_fallback()
+        return device
 
     def load(self, factory: Callable[[Any, str], M], params: Hashable) -> M:
         return cached_model(factory, params, self.resolved_device())
