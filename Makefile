@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export MEDIALENS_HOME ?= $(CURDIR)/data
 
-.PHONY: demo test dev ui install system-deps llm lint contract health-check bench clean
+.PHONY: demo test dev ui install system-deps llm lint contract health-check bench clean deploy-test
 
 ## demo: install, generate sample media, analyse them through the Dagster asset graph
 demo: install
@@ -14,6 +14,12 @@ demo: install
 ## test: install and run the test suite
 test: install
 	$(PY) -m pytest -q
+
+## deploy-test: the production image (deploy/Dockerfile) built and tested on a private Docker daemon
+## from an empty data root, on a Debian base made with debootstrap (needs root; ~10 min)
+deploy-test: install
+	@bash .ci/deploy-deps.sh
+	MEDIALENS_DEPLOY_TEST=1 $(PY) -m pytest -q -s tests/deploy/test_image.py
 
 ## dev: Dagster UI + daemon on http://127.0.0.1:3000; files dropped into $$MEDIALENS_HOME/inbox are analysed
 dev: install
