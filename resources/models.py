@@ -7,6 +7,7 @@ step) reuses it. Loading happens on first use, never at import.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -21,16 +22,10 @@ _CACHE: dict[tuple[Hashable, ...], Any] = {}
 _LOCK = threading.Lock()
 
 
-_SAID: set[str] = set()
-
-
+@functools.cache
 def _say_cpu_fallback() -> None:
     """Once per process: where `auto` found no GPU, the run's log says so (a GPU host whose driver
     or CUDA build went missing runs on, slower, and the reason is in the first model step's log)."""
-    with _LOCK:
-        if "cpu-fallback" in _SAID:
-            return
-        _SAID.add("cpu-fallback")
     get_dagster_logger().info(
         "MEDIALENS_DEVICE=auto: no CUDA GPU that torch or onnxruntime can use here, so models fall back "
         "to the CPU (MEDIALENS_DEVICE=cuda makes a missing GPU an error instead)"

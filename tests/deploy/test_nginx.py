@@ -6,6 +6,7 @@ without credentials."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.redis_server import free_port
+from tests.media_assets.ui.browser import free_port, stop, ui_server
 
 ROOT = Path(__file__).resolve().parents[2]
 START = ROOT / "deploy" / "nginx" / "start.sh"
@@ -70,16 +71,6 @@ def started(cmd: list[str], env: dict[str, str], log: Path, port: int) -> subpro
     return proc
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     """dagster-webserver and `medialens ui` on loopback, nginx in front of both via start.sh."""
@@ -91,20 +82,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MEDIALENS_", "DAGSTER_", "QDRANT_"))}
     env.update(DAGSTER_HOME=str(tmp / "dagster_home"), MEDIALENS_HOME=str(tmp / "home"))
     (tmp / "dagster_home").mkdir()
-    dagster_port, ui_port, port, results_port, http_port = (free_port() for _ in range(5))
-    procs = []
-    try:
+    dagster_port, port, results_port, http_port = (free_port() for _ in range(4))
+    with contextlib.ExitStack() as stack:
         web = [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(dagster_port), "-w", "workspace.yaml"]
-        procs.append(started(web, {**env, "PWD": str(ROOT)}, tmp / "webserver.log", dagster_port))
-        ui = [str(BIN / "medialens"), "ui", "--port", str(ui_port)]
-        procs.append(started(ui, env, tmp / "ui.log", ui_port))
+        stack.callback(stop, started(web, {**env, "PWD": str(ROOT)}, tmp / "webserver.log", dagster_port))
+        ui = stack.enter_context(ui_server(env, tmp / "ui.log"))
         proxy_env = {
             **env,
             "MEDIALENS_PROXY_STATE": str(state),
             "MEDIALENS_PROXY_PORT": str(port),
             "MEDIALENS_PROXY_HTTP_PORT": str(http_port),
             "MEDIALENS_DAGSTER_UPSTREAM": f"127.0.0.1:{dagster_port}",
-            "MEDIALENS_RESULTS_UPSTREAM": f"127.0.0.1:{ui_port}",
+            "MEDIALENS_RESULTS_UPSTREAM": ui.removeprefix("http://"),
             "MEDIALENS_PROXY_RESULTS_PORT": str(results_port),
             "MEDIALENS_PROXY_USER": USER,
             "MEDIALENS_PROXY_PASSWORD": PASSWORD,
@@ -112,14 +101,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
             "MEDIALENS_PROXY_RATE": "5r/s",
             "MEDIALENS_PROXY_BURST": "15",
         }
-        procs.append(started(["sh", str(START)], proxy_env, tmp / "proxy.log", port))
-        wait_for_port(results_port, procs[-1], tmp / "proxy.log")
+        proxy = started(["sh", str(START)], proxy_env, tmp / "proxy.log", port)
+        stack.callback(stop, proxy)
+        stack.callback(shutil.rmtree, state, ignore_errors=True)
+        wait_for_port(results_port, proxy, tmp / "proxy.log")
         context = ssl.create_default_context(cafile=str(state / "tls" / "cert.pem"))
         yield Proxy(port, results_port, http_port, context, proxy_env, tmp / "proxy.log", state)
-    finally:
-        for proc in reversed(procs):
-            stop(proc)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:

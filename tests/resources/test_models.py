@@ -24,7 +24,7 @@ def tiny_model(params: str, device: str) -> tuple[str, str]:
 def test_auto_without_a_gpu_falls_back_to_the_cpu_once_and_says_so(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "_SAID", set())
+    models._say_cpu_fallback.cache_clear()
     monkeypatch.setattr(models, "_CACHE", {})
     loads.clear()
     runner = ModelRunner(device="auto")
@@ -40,7 +40,7 @@ def test_auto_without_a_gpu_falls_back_to_the_cpu_once_and_says_so(
 def test_cpu_asked_for_is_no_fallback_and_cuda_asked_for_is_an_error(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(models, "_SAID", set())
+    models._say_cpu_fallback.cache_clear()
     monkeypatch.setattr(models, "_CACHE", {})
     with caplog.at_level(logging.INFO):
         assert ModelRunner(device="cpu").load(tiny_model, "c") == ("c", "cpu")
