@@ -5,7 +5,7 @@
 # nginx in the foreground as whatever user starts it (a container's non-root user, or a test).
 #
 #   MEDIALENS_PROXY_USER + MEDIALENS_PROXY_PASSWORD   basic auth (or MEDIALENS_PROXY_HTPASSWD: a file)
-#   MEDIALENS_PROXY_TOKEN          also accepted as "Authorization: Bearer <token>" (16+ characters)
+#   MEDIALENS_PROXY_TOKEN          also accepted as "Authorization: Bearer <token>" (16 to 200 characters)
 #   MEDIALENS_PROXY_PORT           HTTPS port of the Dagster UI (8443)
 #   MEDIALENS_PROXY_HTTP_PORT      a plain-HTTP port that only redirects to HTTPS (none)
 #   MEDIALENS_DAGSTER_UPSTREAM     the webserver, host:port (127.0.0.1:3000)
@@ -50,8 +50,8 @@ case "$BURST" in ''|*[!0-9]*) fail "MEDIALENS_PROXY_BURST=$BURST: expected a num
 printf '%s' "$NAME" | grep -Eq '^[A-Za-z0-9.-]+$' || fail "MEDIALENS_PROXY_SERVER_NAME=$NAME: expected a host name"
 if [ -n "$TOKEN" ]; then
   # it goes into the config as a quoted string: no quotes, spaces or $ to escape
-  printf '%s' "$TOKEN" | grep -Eq '^[A-Za-z0-9._~+/=-]{16,}$' ||
-    fail "MEDIALENS_PROXY_TOKEN: expected 16 or more of A-Z a-z 0-9 . _ ~ + / = - (e.g. openssl rand -hex 32)"
+  printf '%s' "$TOKEN" | grep -Eq '^[A-Za-z0-9._~+/=-]{16,200}$' ||
+    fail "MEDIALENS_PROXY_TOKEN: expected 16 to 200 of A-Z a-z 0-9 . _ ~ + / = - (e.g. openssl rand -hex 32)"
 fi
 
 mkdir -p "$STATE/tls" "$STATE/tmp"
@@ -173,6 +173,9 @@ http {
   scgi_temp_path $STATE/tmp/scgi;
   ssl_protocols TLSv1.2 TLSv1.3;
   ssl_session_cache shared:medialens_tls:10m;
+  # a map key must fit a hash bucket (64 bytes by default: "Bearer " + a 40-character token did not);
+  # set before the first map, which fixes it
+  map_hash_bucket_size 256;
   map \$http_upgrade \$medialens_connection { default upgrade; '' close; }
   # "off" turns basic auth off for this request: the bearer token stands in for a password
   map \$http_authorization \$medialens_realm { default "medialens"; $TOKEN_ENTRY }

@@ -30,7 +30,7 @@ from tests.media_assets.ui.browser import free_port, stop, ui_server
 ROOT = Path(__file__).resolve().parents[2]
 START = ROOT / "deploy" / "nginx" / "start.sh"
 BIN = Path(sys.executable).parent
-TOKEN = "t0ken-" + "a1b2c3d4" * 4
+TOKEN = "a1b2c3d4" * 8  # 64 characters, as `openssl rand -hex 32` makes (README)
 USER, PASSWORD = "ana", "s3cret pass:word"
 
 pytestmark = [
