@@ -122,10 +122,11 @@ def stack(docker: PrivateDocker, tmp_path_factory: pytest.TempPathFactory) -> It
         logs = s.compose("logs", "--no-color", check=False).stdout
         (Path(os.environ.get("MEDIALENS_DEPLOY_LOGS", folder)) / "stack.log").write_text(logs)
         started = time.monotonic()
-        s.compose("down", "-v", "--timeout", "20", check=False)
+        # run containers first: a volume still used by a container is not removed
         runs = docker.docker("ps", "-aq", "--filter", "label=dagster/run_id", check=False).stdout.split()
         if runs:
             docker.docker("rm", "-f", *runs, check=False)
+        s.compose("down", "-v", "--timeout", "20", check=False)
         timed("stack down", started)
 
 
@@ -170,8 +171,15 @@ def test_dropped_media_are_analysed_in_run_containers_as_locally(
         container = tags["docker/container_id"]
         state = json.loads(stack.docker.docker("inspect", "--format", "{{json .State}}", container).stdout)
         assert (state["Status"], state["ExitCode"]) == ("exited", 0), (r["runId"], state)
+        health = stack.docker.docker("inspect", "--format", "{{json .Config.Healthcheck}}", container).stdout
+        assert json.loads(health)["Test"] == ["NONE"]  # the image's costly health check is off in runs
+        requests = stack.docker.docker("inspect", "--format", "{{json .HostConfig.DeviceRequests}}", container)
+        assert json.loads(requests.stdout) in (None, [])  # a CPU host: no GPU asked for, nothing to fail
         assert tags["dagster/image"] == IMAGE
     assert len({t["value"] for r in runs for t in r["tags"] if t["key"] == "docker/container_id"}) == len(runs)
+    # model runs in the default `gpu` pool on this CPU host: no device request, and the run says why
+    logs = stack.docker.docker("logs", container)
+    assert "MEDIALENS_DEVICE=auto: no CUDA GPU" in logs.stdout + logs.stderr
 
     shows = {name: stack.medialens("show", key) for name, key in keys.items()}
     assert_same_analysis(shows, local_shows)
@@ -237,3 +245,42 @@ def test_a_reanalyse_backfill_finishes_across_a_daemon_restart(stack: Stack) -> 
     assert backfill_runs and all(r["status"] == "SUCCESS" for r in backfill_runs), backfill_runs
     assert all(any(t["key"] == "docker/container_id" for t in r["tags"]) for r in backfill_runs)
     timed("reanalyse --wait backfill through the stack, daemon restarted", started)
+
+
+def test_a_killed_run_container_is_failed_and_its_run_retried(stack: Stack, media: Path, tmp_path: Path) -> None:
+    """Crash safety in the stack: a run container SIGKILLed mid-run (an OOM kill, `docker kill`) is
+    seen by run monitoring, its run failed and retried once in a new container, nothing lost."""
+    started = time.monotonic()
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    drop.chmod(0o755)
+    # new bytes, the same media: a partition of its own that no run has analysed yet
+    (drop / "killed.mp4").write_bytes((media / "talk.mp4").read_bytes() + b"\0" * 7)
+    before = {r["runId"] for r in _runs(stack)}
+    stack.docker.docker("run", "--rm", "-v", "medialens-data:/data", "-v", f"{drop}:/drop:ro", IMAGE,
+                        "cp", "/drop/killed.mp4", "/data/inbox/")  # fmt: skip
+    deadline = time.monotonic() + 300
+    while True:  # its run's container, once a step has started in it
+        new = [r for r in _runs(stack) if r["runId"] not in before]
+        tags = {t["key"]: t["value"] for r in new for t in r["tags"]}
+        if new and new[0]["status"] == "STARTED" and "docker/container_id" in tags:
+            logs = stack.docker.docker("logs", tags["docker/container_id"], check=False)
+            if "STEP_START" in logs.stdout + logs.stderr:
+                break
+        assert time.monotonic() < deadline, new
+        time.sleep(0.5)
+    killed = new[0]["runId"]
+    stack.docker.docker("kill", tags["docker/container_id"])
+    deadline = time.monotonic() + 600
+    while True:
+        library = {m["source_name"]: m for m in stack.medialens("library")["media"]}
+        if library.get("killed.mp4", {}).get("status") == "analysed":
+            break
+        assert time.monotonic() < deadline, (library.get("killed.mp4"), _runs(stack))
+        time.sleep(5)
+    runs = {r["runId"]: r for r in _runs(stack) if r["runId"] not in before}
+    assert runs[killed]["status"] == "FAILURE", runs[killed]
+    retries = [r for r in runs.values() if {"key": "dagster/parent_run_id", "value": killed} in r["tags"]]
+    assert [r["status"] for r in retries] == ["SUCCESS"], runs
+    assert stack.medialens("stale")["stale"] == []
+    timed("a run container killed mid-run: failed by run monitoring, retried, analysed", started)
