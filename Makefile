@@ -19,7 +19,7 @@ test: install
 ## from an empty data root, on a Debian base made with debootstrap (needs root; ~20 min)
 deploy-test: install
 	@bash .ci/deploy-deps.sh
-	MEDIALENS_DEPLOY_TEST=1 $(PY) -m pytest -q -s tests/deploy/test_image.py tests/deploy/test_stack.py
+	MEDIALENS_DEPLOY_TEST=1 $(PY) -m pytest -q -s tests/deploy/test_variants.py tests/deploy/test_image.py tests/deploy/test_stack.py
 
 ## dev: Dagster UI + daemon on http://127.0.0.1:3000; files dropped into $$MEDIALENS_HOME/inbox are analysed
 dev: install

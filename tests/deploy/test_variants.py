@@ -68,7 +68,9 @@ def test_every_required_variable_is_in_the_env_example() -> None:
     assert required_variables(compose) <= example
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None, reason="docker-compose is not installed (make deploy-test installs it)"
+)
 def test_compose_reads_the_stack(tmp_path: Path) -> None:
     env = tmp_path / ".env"
     env.write_text("POSTGRES_PASSWORD=a\nREDIS_PASSWORD=b\nMEDIALENS_PROXY_TOKEN=0123456789abcdef\n")
