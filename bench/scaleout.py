@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,14 +31,11 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.redis_server import free_port  # noqa: E402  (the tests' own free loopback port)
+
 COMPOSE = ROOT / "deploy" / "compose.yaml"
 PROJECT = "medialens-bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def docker_socket() -> Path:

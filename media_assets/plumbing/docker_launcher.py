@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from dagster import Field, StringSource
@@ -70,10 +70,6 @@ class MediaLensDockerRunLauncher(DockerRunLauncher):
             "gpus": Field(StringSource, is_required=False, default_value="auto",
                           description="auto, all, none or device ids (0,1): GPUs for runs with model steps"),
         }  # fmt: skip
-
-    @classmethod
-    def from_config_value(cls, inst_data: Any, config_value: Mapping[str, Any]) -> MediaLensDockerRunLauncher:
-        return cls(inst_data=inst_data, **config_value)
 
     def get_container_context(self, dagster_run: DagsterRun) -> DockerContainerContext:
         context = super().get_container_context(dagster_run)

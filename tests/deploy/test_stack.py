@@ -45,8 +45,11 @@ class Stack:
     password: str
     token: str
 
+    def compose_cmd(self, *args: str) -> list[str]:
+        return ["docker-compose", "-f", str(COMPOSE), "--env-file", str(self.env_file), "-p", PROJECT, *args]
+
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        cmd = ["docker-compose", "-f", str(COMPOSE), "--env-file", str(self.env_file), "-p", PROJECT, *args]
+        cmd = self.compose_cmd(*args)
         p = subprocess.run(cmd, env=self.docker.env, capture_output=True, text=True, timeout=timeout)
         if check and p.returncode != 0:
             raise AssertionError(f"docker-compose {' '.join(args)} exited {p.returncode}:\n{p.stderr[-3000:]}")
@@ -220,8 +223,8 @@ def test_a_reanalyse_backfill_finishes_across_a_daemon_restart(stack: Stack) -> 
     stale = stack.medialens("stale")["stale"]
     partitions = sorted(s["partition"] for s in stale if s["asset"] == "ocr_text")
     assert partitions, stale
-    cmd = ["docker-compose", "-f", str(COMPOSE), "--env-file", str(stack.env_file), "-p", PROJECT,
-           "exec", "-T", "webserver", "medialens", "reanalyse", "--asset", "ocr_text", "--wait", "--json"]  # fmt: skip
+    reanalyse = ("medialens", "reanalyse", "--asset", "ocr_text", "--wait", "--json")
+    cmd = stack.compose_cmd("exec", "-T", "webserver", *reanalyse)
     waiting = subprocess.Popen(cmd, env=stack.docker.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 300
